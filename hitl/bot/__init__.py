@@ -1,0 +1,1 @@
+"""Channel adapters: Slack (Bolt), Teams (botbuilder), the web inbox; card renderers."""

@@ -1,0 +1,505 @@
+"""The ``hitl`` command: run the service, review requests, check the audit chain.
+
+::
+
+    hitl serve --port 3000               # intake + HTTP (/healthz; Slack/Teams/inbox mount here)
+    hitl demo                            # embedded Redis + service + a scripted IT-ops agent
+    hitl pending --as bob                # what bob may decide
+    hitl show ID
+    hitl approve ID --as bob --param amount=50 --reason "half is enough"
+    hitl reject ID --as bob --reason "not during the freeze"
+    hitl submit --json request.json [--wait 60]
+    hitl audit verify [FILE.jsonl]       # the chain in Redis, or an exported file offline
+    hitl audit export FILE.jsonl
+
+Every command takes ``--json`` for machine-readable output. Exit codes: 0 ok, 1 refused or
+failed check, 2 bad usage or input, 3 Redis unavailable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from hitl.config import Settings
+from hitl.errors import (
+    ConfigError,
+    HitlError,
+    InvalidRequest,
+    NotFound,
+    RefusedAttempt,
+    StoreUnavailable,
+)
+from hitl.models import Decision, RequestRecord, Reviewer
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+# -- output helpers ----------------------------------------------------------------------------
+
+
+def _out(args: argparse.Namespace, human: str, data: Any) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    else:
+        print(human)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _record_json(record: RequestRecord) -> dict[str, Any]:
+    data = record.model_dump(mode="json")
+    data["id"] = record.id
+    return data
+
+
+def describe(record: RequestRecord) -> str:
+    """A multi-line, human-readable view of one request."""
+    req, v = record.request, record.verdict
+    lines = [
+        f"{record.id}  [{v.risk.value.upper()}]  {req.title}",
+        f"  state      {record.state.value}"
+        + (f" (deadline {_when(record.deadline)})" if record.deadline else ""),
+        f"  action     {req.action}" + ("   ** DRY RUN **" if req.dry_run else ""),
+        f"  agent      {req.agent_id or '-'}  session {req.session_id or '-'}"
+        f"  on behalf of {req.requested_by or '-'}",
+        f"  policy     {v.kind.value} by rule {v.rule or '-'}: {v.reason or '-'}",
+        f"  needs      {v.approvals} approval(s)"
+        + (f" from roles {', '.join(v.roles)}" if v.roles else "")
+        + (f"; distinct roles {', '.join(v.distinct_roles)}" if v.distinct_roles else ""),
+    ]
+    if req.confidence is not None:
+        lines.append(f"  confidence {req.confidence:.2f}")
+    if req.reasoning:
+        lines.append(f"  reasoning  {_short(req.reasoning, 200)}")
+    if req.context:
+        lines.append(f"  context    {_short(req.context, 200)}")
+    lines.append("  params")
+    for key, value in record.params.items():
+        was = req.params.get(key, "<new>")
+        changed = f"   (was {_short(was, 30)})" if was != value else ""
+        lines.append(f"    {key} = {_short(value)}{changed}")
+    for n, step in enumerate(req.plan, start=1):
+        lines.append(f"  plan {n:>2}.   {step.description or step.action}")
+    for vote in record.votes:
+        r = vote.reviewer
+        lines.append(f"  approved by {r.display_name or r.user_id} ({r.role or '-'}) at {_when(r.at)}")
+    if record.decision is not None:
+        from hitl.handlers import describe_decision
+
+        d = record.decision
+        lines.append(f"  decision   {describe_decision(d)}" + (f": {d.reason}" if d.reason else ""))
+    return "\n".join(lines)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "policy", None):
+        overrides["policy_path"] = args.policy
+    return Settings.from_env(**overrides)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from hitl.queue.connection import open_store
+
+    return open_store(_settings(args))
+
+
+def _authority(args: argparse.Namespace) -> Any:
+    from hitl.service import load_authority
+
+    try:
+        authority, _ = load_authority(_settings(args))
+    except ImportError:  # pragma: no cover
+        from hitl.handlers import OpenAuthority
+
+        return OpenAuthority()
+    return authority
+
+
+def _reviewer(args: argparse.Namespace, authority: Any) -> Reviewer:
+    user = args.as_user or os.environ.get("HITL_USER")
+    if not user:
+        raise InvalidRequest("who is deciding? pass --as NAME or set HITL_USER")
+    name = ""
+    lookup = getattr(authority, "reviewer", None)
+    if lookup is not None:
+        entry = lookup(user)
+        name = getattr(entry, "display_name", "") if entry is not None else ""
+    return Reviewer(user_id=user, display_name=name or "", channel="cli")
+
+
+def parse_param(text: str, schema: dict[str, Any] | None) -> tuple[str, Any]:
+    """``k=v`` -> (k, v), typed by ``param_schema`` when it says so, else as JSON if it parses."""
+    if "=" not in text:
+        raise InvalidRequest(f"--param {text!r}: write it as name=value")
+    key, raw = text.split("=", 1)
+    kind = (((schema or {}).get("properties") or {}).get(key) or {}).get("type")
+    if kind == "string":
+        return key, raw
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from hitl.service import Service
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    port = args.port or int(os.environ.get("PORT", "3000"))
+    service = Service(_settings(args), consumers=args.consumers)
+    print(f"hitl: serving on {args.host}:{port}; redis {service.store.redis.connection_pool}")
+    asyncio.run(service.serve(host=args.host, port=port))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hitl.demo import run_demo
+
+    return run_demo(_settings(args), port=args.port, interactive=args.interactive)
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    from hitl.handlers import pending
+
+    store = _store(args)
+    authority = _authority(args)
+    who = args.as_user or os.environ.get("HITL_USER")
+    page = pending(
+        store,
+        reviewer_id=None if args.all or not who else who,
+        authority=authority,
+        offset=args.offset,
+        limit=args.limit,
+    )
+    rows = [
+        f"{r.id:<34} {r.verdict.risk.value:<8} {len(r.approvals)}/{r.verdict.approvals}  "
+        f"{_when(r.deadline):<20} {_short(r.request.title, 50)}"
+        for r in page.records
+    ]
+    scope = "all" if args.all or not who else f"that {who} may decide"
+    header = f"{page.total} pending ({scope})"
+    if rows:
+        header += f"\n{'ID':<34} {'RISK':<8} VOTES {'DEADLINE':<20} SUMMARY\n" + "\n".join(rows)
+    if page.next_offset is not None:
+        header += f"\n... more: --offset {page.next_offset}"
+    _out(
+        args,
+        header,
+        {"total": page.total, "offset": page.offset, "requests": [_record_json(r) for r in page.records]},
+    )
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    record = _store(args).get(args.id)
+    _out(args, describe(record), _record_json(record))
+    return EXIT_OK
+
+
+def _decide(args: argparse.Namespace, act: Callable[[Any, Reviewer], Any]) -> int:
+    from hitl.handlers import Decider
+
+    store = _store(args)
+    authority = _authority(args)
+    reviewer = _reviewer(args, authority)
+    result = act(Decider(store, authority), reviewer)
+    data = {"id": result.record.id, "state": result.record.state.value, "message": result.message}
+    if result.decision is not None:
+        data["decision"] = result.decision.model_dump(mode="json")
+    _out(args, f"{result.record.id}: {result.message}", data)
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    if not args.param:
+        return _decide(args, lambda d, r: d.approve(args.id, r, args.reason or ""))
+    store = _store(args)
+    record = store.get(args.id)
+    params = dict(parse_param(p, record.request.param_schema) for p in args.param)
+    return _decide(args, lambda d, r: d.modify(args.id, r, params, args.reason or ""))
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    return _decide(args, lambda d, r: d.reject(args.id, r, args.reason))
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from hitl.handlers import Decider
+
+    who = args.as_user or os.environ.get("HITL_USER") or "cli"
+    result = Decider(_store(args), _authority(args)).cancel(args.id, who, args.reason or "")
+    _out(args, f"{args.id}: {result.message}", {"id": args.id, "message": result.message})
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from hitl.client import Client
+    from hitl.models import ApprovalRequest
+
+    text = sys.stdin.read() if args.json_file == "-" else Path(args.json_file).read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"{args.json_file} is not JSON: {exc}") from None
+    from pydantic import ValidationError
+
+    try:
+        request = ApprovalRequest.model_validate(data)
+    except ValidationError as exc:
+        from hitl.queue.intake import validation_errors
+
+        errors = validation_errors(exc)
+        raise InvalidRequest(
+            "invalid request: " + "; ".join(f"{f}: {m}" for f, m in errors), errors
+        ) from None
+    with Client(settings=_settings(args)) as client:
+        request_id = client.submit_request(request)
+        if args.wait is None:
+            _out(args, f"submitted {request_id}", {"id": request_id})
+            return EXIT_OK
+        decision = client.wait(request_id, args.wait)
+    _out(args, f"{request_id}: {decision.outcome.value} {decision.reason}".rstrip(), decision.model_dump(mode="json"))
+    return EXIT_OK if decision.approved else EXIT_FAIL
+
+
+def _audit_entries(store: Any) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    last = "-"
+    while True:
+        batch = store.redis.xrange(store.keys.audit, min=last, max="+", count=5000)
+        if last != "-":
+            batch = batch[1:]
+        if not batch:
+            return entries
+        for _id, fields in batch:
+            try:
+                entries.append(json.loads(fields.get("e", "")))
+            except json.JSONDecodeError:
+                entries.append({"seq": None, "_raw": fields})
+        last = batch[-1][0]
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from hitl.queue.audit import ChainHead, read_jsonl, verify_entries
+
+    settings = _settings(args)
+    expect = None
+    if args.head:
+        seq, _, digest = args.head.partition(":")
+        expect = ChainHead(int(seq), digest)
+    if args.file:
+        with open(args.file, encoding="utf-8") as fh:
+            report = verify_entries(read_jsonl(fh), settings.audit_key, expect_head=expect)
+    else:
+        store = _store(args)
+        report = verify_entries(_audit_entries(store), settings.audit_key, expect_head=store.head())
+    data = {
+        "ok": report.ok,
+        "entries": report.entries,
+        "head": {"seq": report.head.seq, "hash": report.head.hash},
+        "first_bad_seq": report.first_bad_seq,
+        "problem": report.problem,
+    }
+    _out(args, str(report), data)
+    return EXIT_OK if report.ok else EXIT_FAIL
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    entries = _audit_entries(store)
+    with open(args.file, "w", encoding="utf-8") as fh:
+        for entry in entries:
+            fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+    head = store.head()
+    _out(
+        args,
+        f"wrote {len(entries)} entries to {args.file}; head seq {head.seq} hash {head.hash}\n"
+        f"check it offline with: hitl audit verify {args.file} --head {head.seq}:{head.hash}",
+        {"file": args.file, "entries": len(entries), "head": {"seq": head.seq, "hash": head.hash}},
+    )
+    return EXIT_OK
+
+
+def cmd_dead(args: argparse.Namespace) -> int:
+    store = _store(args)
+    entries = store.redis.xrevrange(store.keys.dead, count=args.limit)
+    rows = [f"{i}  {f.get('reason', '')}" for i, f in entries]
+    _out(
+        args,
+        f"{store.redis.xlen(store.keys.dead)} dead-lettered\n" + "\n".join(rows),
+        [{"id": i, **f} for i, f in entries],
+    )
+    return EXIT_OK
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from hitl.queue.embedded import EmbeddedServer
+
+    settings = _settings(args)
+    server = EmbeddedServer(settings.data_dir)
+    if args.action == "start":
+        print(server.ensure())
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "not running")
+    else:
+        print(f"{'running' if server.alive() else 'stopped'}: {server.url} (pid {server.pid()})")
+    return EXIT_OK
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--policy", help="policy file (default: $HITL_POLICY, else the shipped one)")
+
+    parser = argparse.ArgumentParser(
+        prog="hitl", description="In-chat human approval for AI agents."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", parents=[common], help="run intake + the HTTP server")
+    p.add_argument("--port", type=int, default=None, help="default $PORT, else 3000")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--consumers", type=int, default=1, help="intake consumers in this process")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", parents=[common], help="the IT-operations demo on embedded Redis")
+    p.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")
+    p.add_argument(
+        "--interactive", action="store_true", help="leave requests pending for you to decide"
+    )
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("pending", parents=[common], help="list pending requests")
+    p.add_argument("--as", dest="as_user", help="only what this reviewer may decide ($HITL_USER)")
+    p.add_argument("--all", action="store_true", help="every pending request")
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_pending)
+
+    p = sub.add_parser("show", parents=[common], help="one request in full")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("approve", parents=[common], help="approve (optionally with changed params)")
+    p.add_argument("id")
+    p.add_argument("--as", dest="as_user", help="reviewer (default $HITL_USER)")
+    p.add_argument("--reason", default="")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="modify a param")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("reject", parents=[common], help="reject with a reason")
+    p.add_argument("id")
+    p.add_argument("--as", dest="as_user", help="reviewer (default $HITL_USER)")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_reject)
+
+    p = sub.add_parser("cancel", parents=[common], help="withdraw a pending request")
+    p.add_argument("id")
+    p.add_argument("--as", dest="as_user")
+    p.add_argument("--reason", default="")
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("submit", parents=[common], help="queue an ApprovalRequest from JSON")
+    p.add_argument("--json-file", "--file", dest="json_file", required=True, metavar="FILE")
+    p.add_argument("--wait", type=float, default=None, metavar="SECONDS")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("audit", help="verify or export the audit chain")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    v = asub.add_parser("verify", parents=[common], help="check the chain (Redis, or a file)")
+    v.add_argument("file", nargs="?", help="an exported .jsonl (offline); default: Redis")
+    v.add_argument("--head", help="expected head SEQ:HASH (detects deleted newest entries)")
+    v.set_defaults(func=cmd_audit_verify)
+    e = asub.add_parser("export", parents=[common], help="write the chain as JSON lines")
+    e.add_argument("file")
+    e.set_defaults(func=cmd_audit_export)
+
+    p = sub.add_parser("dead", parents=[common], help="list dead-lettered input")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_dead)
+
+    p = sub.add_parser("server", parents=[common], help="the embedded Redis server")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(func=cmd_server)
+
+    try:
+        from hitl.cli_policy import add_subparser
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        add_subparser(sub)
+    return parser
+
+
+def _fix_submit_json_flag(argv: list[str]) -> list[str]:
+    """``hitl submit --json FILE`` (as documented) means the file, not ``--json`` output."""
+    if argv[:1] == ["submit"] and "--json" in argv:
+        i = argv.index("--json")
+        if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+            return [*argv[:i], "--json-file", *argv[i + 1 :]]
+    return argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = _fix_submit_json_flag(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    try:
+        return int(args.func(args))
+    except InvalidRequest as exc:
+        print(f"hitl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except NotFound as exc:
+        print(f"hitl: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except RefusedAttempt as exc:
+        print(f"hitl: refused: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except StoreUnavailable as exc:
+        print(f"hitl: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except ConfigError as exc:
+        print(f"hitl: configuration: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except HitlError as exc:
+        print(f"hitl: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        print(f"hitl: Redis is unreachable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,381 @@
+"""The agent SDK: ask a human before acting, block (or come back later) until they answer.
+
+Blocking, in one call::
+
+    import hitl
+    client = hitl.Client()                       # HITL_REDIS_URL, else the embedded server
+    decision = client.request_approval(
+        "refund", {"order_id": "A-1", "amount": 120.0},
+        summary="Refund $120 for order A-1", reasoning="Item arrived broken (photo in ticket)",
+        requested_by="U0ALICE", timeout=600,
+    )
+    if decision.approved:
+        refund(**decision.params)                # the params a human approved (maybe modified)
+
+Surviving a restart of the agent: keep the id, wait again later::
+
+    rid = client.submit("delete_volume", {"volume_id": "vol-1"})
+    ...                                          # the agent process restarts
+    decision = client.wait(rid, timeout=3600)
+
+As a decorator, which runs the tool with the final params or raises :class:`ApprovalRejected`::
+
+    @hitl.require_approval(summary="Refund ${amount} for order {order_id}", risk="high")
+    def refund(order_id: str, amount: float) -> str: ...
+
+Agents need only Redis and the decision key (``HITL_SECRET``, to check signatures): submissions
+and cancellations travel on the ``hitl:requests`` stream like a raw ``XADD`` from any language,
+and decisions come back on ``hitl:decision:<id>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar, cast
+
+import redis
+import redis.asyncio as aredis
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hitl.config import Settings
+from hitl.errors import (
+    ApprovalRejected,
+    ApprovalTimeout,
+    InvalidRequest,
+    StoreUnavailable,
+)
+from hitl.models import ApprovalRequest, Decision, RequestRecord
+from hitl.queue.keys import Keys
+from hitl.signing import verify_decision
+
+__all__ = ["AsyncClient", "Client", "require_approval"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_POLL_S = 1.0
+"""Longest single BLPOP: a waiter re-checks the record this often, so two waiters on one id
+(or a decision popped by an earlier run of the agent) are still answered."""
+
+
+def build_request(action: str, params: dict[str, Any] | None, **fields: Any) -> ApprovalRequest:
+    """An ApprovalRequest with an id (generated if absent), or :class:`InvalidRequest`."""
+    data = {k: v for k, v in fields.items() if v is not None}
+    data["action"] = action
+    data["params"] = params or {}
+    data.setdefault("id", uuid.uuid4().hex)
+    try:
+        return ApprovalRequest.model_validate(data)
+    except ValidationError as exc:
+        from hitl.queue.intake import validation_errors
+
+        errors = validation_errors(exc)
+        text = "; ".join(f"{f}: {m}" for f, m in errors)
+        raise InvalidRequest(f"invalid approval request: {text}", errors) from None
+
+
+def _settings(url: str | None, settings: Settings | None) -> Settings:
+    if settings is None:
+        settings = Settings.from_env()
+    if url is not None:
+        settings = settings.model_copy(update={"redis_url": url})
+    return settings
+
+
+def _decision_from(raw: str | bytes | None) -> Decision | None:
+    if raw is None:
+        return None
+    return Decision.model_validate_json(raw)
+
+
+def _terminal_decision(raw: str | bytes | None) -> Decision | None:
+    if raw is None:
+        return None
+    record = RequestRecord.model_validate_json(raw)
+    return record.decision if record.state.terminal else None
+
+
+def _cancel_fields(request_id: str, reason: str, agent_id: str | None) -> dict[str, str]:
+    payload = {"id": request_id, "reason": reason, "agent_id": agent_id}
+    return {"cancel": json.dumps(payload)}
+
+
+class Client:
+    """Synchronous SDK. Thread-safe; one per process is plenty."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        agent_id: str | None = None,
+        verify: bool = True,
+    ) -> None:
+        self.settings = _settings(url, settings)
+        self.keys = Keys(self.settings.prefix)
+        self.agent_id = agent_id
+        self.verify_signatures = verify
+        from hitl.queue.connection import redis_url
+
+        self.redis = redis.Redis.from_url(
+            redis_url(self.settings), decode_responses=True, socket_connect_timeout=5
+        )
+
+    def close(self) -> None:
+        self.redis.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- asking --------------------------------------------------------------------------------
+
+    def submit(self, action: str, params: dict[str, Any] | None = None, **fields: Any) -> str:
+        """Queue a request and return its id at once. Same id twice is one request."""
+        fields.setdefault("agent_id", self.agent_id)
+        request = build_request(action, params, **fields)
+        return self.submit_request(request)
+
+    def submit_request(self, request: ApprovalRequest) -> str:
+        if request.id is None:
+            request = request.model_copy(update={"id": uuid.uuid4().hex})
+        assert request.id is not None
+        try:
+            self.redis.xadd(self.keys.requests, {"request": request.model_dump_json()})
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not queue the request: {exc}") from exc
+        return request.id
+
+    def wait(self, request_id: str, timeout: float | None = None) -> Decision:
+        """Block until ``request_id`` is decided. Raises :class:`ApprovalTimeout` (still pending).
+
+        Returns the decision whatever its outcome; check ``decision.approved``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        backoff = 0.05
+        while True:
+            try:
+                decision = _terminal_decision(self.redis.get(self.keys.req(request_id)))
+                if decision is None:
+                    remaining = _POLL_S if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ApprovalTimeout(request_id, timeout or 0.0)
+                    popped = self.redis.blpop(
+                        [self.keys.decision(request_id)], timeout=min(_POLL_S, remaining)
+                    )
+                    decision = _decision_from(popped[1]) if popped else None
+                backoff = 0.05
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if deadline is not None and time.monotonic() + backoff > deadline:
+                    raise StoreUnavailable(f"Redis unreachable while waiting: {exc}") from exc
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if decision is not None:
+                return self.verify(decision) if self.verify_signatures else decision
+
+    def request_approval(
+        self,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Decision:
+        """Submit and wait: the decision (approved or not), or :class:`ApprovalTimeout`."""
+        if timeout is not None:
+            fields.setdefault("timeout_s", max(1, int(timeout)))
+        request_id = self.submit(action, params, **fields)
+        return self.wait(request_id, timeout)
+
+    def cancel(self, request_id: str, reason: str = "", timeout: float = 10.0) -> Decision:
+        """Withdraw a pending request. Returns the terminal decision (which may be an earlier
+        approval or rejection, if a human was faster)."""
+        try:
+            self.redis.xadd(self.keys.requests, _cancel_fields(request_id, reason, self.agent_id))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not queue the cancellation: {exc}") from exc
+        return self.wait(request_id, timeout)
+
+    def status(self, request_id: str) -> RequestRecord | None:
+        raw = self.redis.get(self.keys.req(request_id))
+        return RequestRecord.model_validate_json(raw) if raw else None
+
+    def verify(self, decision: Decision) -> Decision:
+        """Check the decision's signature (raises :class:`SignatureError`)."""
+        return verify_decision(decision, self.settings.decision_key)
+
+
+class AsyncClient:
+    """The asyncio twin of :class:`Client` (same methods, awaitable)."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        agent_id: str | None = None,
+        verify: bool = True,
+    ) -> None:
+        self.settings = _settings(url, settings)
+        self.keys = Keys(self.settings.prefix)
+        self.agent_id = agent_id
+        self.verify_signatures = verify
+        from hitl.queue.connection import redis_url
+
+        self.redis = aredis.Redis.from_url(
+            redis_url(self.settings), decode_responses=True, socket_connect_timeout=5
+        )
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def submit(self, action: str, params: dict[str, Any] | None = None, **fields: Any) -> str:
+        fields.setdefault("agent_id", self.agent_id)
+        return await self.submit_request(build_request(action, params, **fields))
+
+    async def submit_request(self, request: ApprovalRequest) -> str:
+        if request.id is None:
+            request = request.model_copy(update={"id": uuid.uuid4().hex})
+        assert request.id is not None
+        try:
+            await self.redis.xadd(self.keys.requests, {"request": request.model_dump_json()})
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not queue the request: {exc}") from exc
+        return request.id
+
+    async def wait(self, request_id: str, timeout: float | None = None) -> Decision:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        backoff = 0.05
+        while True:
+            try:
+                decision = _terminal_decision(await self.redis.get(self.keys.req(request_id)))
+                if decision is None:
+                    remaining = _POLL_S if deadline is None else deadline - loop.time()
+                    if remaining <= 0:
+                        raise ApprovalTimeout(request_id, timeout or 0.0)
+                    popped = await self.redis.blpop(
+                        [self.keys.decision(request_id)], timeout=min(_POLL_S, remaining)
+                    )
+                    decision = _decision_from(popped[1]) if popped else None
+                backoff = 0.05
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if deadline is not None and loop.time() + backoff > deadline:
+                    raise StoreUnavailable(f"Redis unreachable while waiting: {exc}") from exc
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            if decision is not None:
+                return self.verify(decision) if self.verify_signatures else decision
+
+    async def request_approval(
+        self,
+        action: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Decision:
+        if timeout is not None:
+            fields.setdefault("timeout_s", max(1, int(timeout)))
+        request_id = await self.submit(action, params, **fields)
+        return await self.wait(request_id, timeout)
+
+    async def cancel(self, request_id: str, reason: str = "", timeout: float = 10.0) -> Decision:
+        try:
+            await self.redis.xadd(
+                self.keys.requests, _cancel_fields(request_id, reason, self.agent_id)
+            )
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not queue the cancellation: {exc}") from exc
+        return await self.wait(request_id, timeout)
+
+    async def status(self, request_id: str) -> RequestRecord | None:
+        raw = await self.redis.get(self.keys.req(request_id))
+        return RequestRecord.model_validate_json(raw) if raw else None
+
+    def verify(self, decision: Decision) -> Decision:
+        return verify_decision(decision, self.settings.decision_key)
+
+
+def require_approval(
+    client: Client | AsyncClient | None = None,
+    *,
+    action: str | None = None,
+    summary: str | None = None,
+    timeout: float | None = None,
+    **request_fields: Any,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a tool so it runs only once approved, with the approved (maybe modified) params.
+
+    The tool's arguments become ``params`` (they must be JSON-serializable); ``summary`` may use
+    them as ``str.format`` fields. Anything but an approval raises :class:`ApprovalRejected`
+    carrying the reason and the reviewer. Works on ``async def`` tools too (with an
+    :class:`AsyncClient`, or one made from the environment).
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        sig = inspect.signature(fn)
+        name = action or fn.__name__
+
+        def params_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return dict(bound.arguments)
+
+        def fields_for(params: dict[str, Any]) -> dict[str, Any]:
+            fields = dict(request_fields)
+            if summary is not None:
+                fields["summary"] = summary.format(**params)
+            return fields
+
+        if inspect.iscoroutinefunction(fn):
+            state: dict[str, AsyncClient] = {}
+
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                params = params_of(args, kwargs)
+                if isinstance(client, AsyncClient):
+                    ac = client
+                else:
+                    ac = state.setdefault("client", AsyncClient())
+                decision = await ac.request_approval(
+                    name, params, timeout=timeout, **fields_for(params)
+                )
+                if not decision.approved:
+                    raise ApprovalRejected(decision)
+                return await cast(Callable[..., Awaitable[Any]], fn)(**decision.params)
+
+            return cast(Callable[P, R], functools.wraps(fn)(run_async))
+
+        holder: dict[str, Client] = {}
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            params = params_of(args, kwargs)
+            if isinstance(client, Client):
+                c = client
+            else:
+                c = holder.setdefault("client", Client())
+            decision = c.request_approval(name, params, timeout=timeout, **fields_for(params))
+            if not decision.approved:
+                raise ApprovalRejected(decision)
+            return cast(Callable[..., Any], fn)(**decision.params)
+
+        return cast(Callable[P, R], functools.wraps(fn)(run))
+
+    return decorate

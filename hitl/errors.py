@@ -1,0 +1,117 @@
+"""The one exception tree of hitl.
+
+Every error hitl raises on purpose derives from :class:`HitlError`, so an agent can wrap a whole
+approval in ``except hitl.HitlError``::
+
+    HitlError
+    ├── ConfigError              bad settings, bad policy file, missing secret
+    ├── InvalidRequest           an ApprovalRequest (or params, or a reason) failed validation
+    ├── NotFound                 no request with that id
+    ├── RefusedAttempt           a reviewer's action was refused (and audited)
+    │   ├── AlreadyDecided       the request is terminal: carries who decided and when
+    │   ├── NotAuthorized        wrong role, self-approval, already voted
+    ├── ApprovalRejected         the SDK's answer when the outcome is not an approval
+    ├── ApprovalTimeout          the SDK waited longer than its timeout; the request stays pending
+    ├── SignatureError           a Decision whose signature does not verify
+    ├── AuditError               the audit chain does not verify (names the first bad seq)
+    └── StoreUnavailable         Redis cannot be reached; nothing was written
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hitl.models import Decision
+
+__all__ = [
+    "AlreadyDecided",
+    "ApprovalRejected",
+    "ApprovalTimeout",
+    "AuditError",
+    "ConfigError",
+    "HitlError",
+    "InvalidRequest",
+    "NotAuthorized",
+    "NotFound",
+    "RefusedAttempt",
+    "SignatureError",
+    "StoreUnavailable",
+]
+
+
+class HitlError(Exception):
+    """Base of every error hitl raises on purpose."""
+
+
+class ConfigError(HitlError):
+    """Settings or a policy file are wrong; the message says which and how to fix it."""
+
+
+class InvalidRequest(HitlError):
+    """Input failed validation. ``errors`` lists ``(field, message)`` pairs."""
+
+    def __init__(self, message: str, errors: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
+class NotFound(HitlError):
+    """No request with that id exists (or it has been purged)."""
+
+
+class RefusedAttempt(HitlError):
+    """A reviewer's action was refused; the refusal is in the audit chain."""
+
+
+class AlreadyDecided(RefusedAttempt):
+    """The request already has its terminal decision."""
+
+    def __init__(self, message: str, decision: Decision | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+class NotAuthorized(RefusedAttempt):
+    """The reviewer may not take this action on this request."""
+
+
+class ApprovalRejected(HitlError):
+    """The request ended in anything but an approval: rejected, expired, cancelled, auto-rejected."""
+
+    def __init__(self, decision: Decision) -> None:
+        who = ", ".join(r.display_name or r.user_id for r in decision.reviewers) or "policy"
+        reason = f": {decision.reason}" if decision.reason else ""
+        super().__init__(f"request {decision.request_id} {decision.outcome.value} by {who}{reason}")
+        self.decision = decision
+        self.reason = decision.reason
+        self.outcome = decision.outcome
+        self.reviewer = decision.reviewers[0] if decision.reviewers else None
+
+
+class ApprovalTimeout(HitlError):
+    """No decision arrived in time. The request is still pending; ``wait(id)`` can resume."""
+
+    def __init__(self, request_id: str, timeout: float) -> None:
+        super().__init__(
+            f"no decision for {request_id} within {timeout:g}s; it is still pending - "
+            f"call wait({request_id!r}) to keep waiting or cancel({request_id!r}) to withdraw it"
+        )
+        self.request_id = request_id
+
+
+class SignatureError(HitlError):
+    """A decision's HMAC signature does not match its content: do not execute it."""
+
+
+class AuditError(HitlError):
+    """The audit chain does not verify."""
+
+    def __init__(self, message: str, seq: int | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.seq = seq
+        self.details = details
+
+
+class StoreUnavailable(HitlError):
+    """Redis could not be reached; the operation was not applied."""

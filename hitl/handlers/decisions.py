@@ -1,0 +1,395 @@
+"""Approve, reject, modify and cancel: the channel-agnostic use cases behind every button.
+
+A Slack click, a Teams card action, a web-inbox form and ``hitl approve`` all end here. Each call
+is one atomic store transaction; a refused attempt (already decided, not authorized,
+self-approval, second vote by the same person) is committed to the audit chain and then raised::
+
+    decider = Decider(store, authority)
+    result = decider.approve("r-42", Reviewer(user_id="U0BOB", display_name="Bob", channel="slack"))
+    result.decision        # set once terminal; None while a two-person rule waits for a second
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from hitl.errors import AlreadyDecided, InvalidRequest, NotAuthorized, NotFound
+from hitl.models import (
+    MAX_PARAMS_BYTES,
+    Decision,
+    Outcome,
+    RequestRecord,
+    Reviewer,
+    State,
+    VerdictKind,
+    Vote,
+)
+from hitl.queue.audit import AuditEvent
+from hitl.queue.store import Change, Store
+from hitl.signing import canonical_json
+
+from .authority import Authority, OpenAuthority
+
+__all__ = ["Decider", "Result", "describe_decision"]
+
+MAX_REASON = 3000
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a handler did: the record after the change, and the decision once terminal."""
+
+    record: RequestRecord
+    decision: Decision | None
+    message: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.decision is not None
+
+
+def describe_decision(decision: Decision) -> str:
+    """``approved by Bob (U0BOB) at 2026-11-25 10:00:03Z``: for refusals and card footers."""
+    who = ", ".join(
+        f"{r.display_name} ({r.user_id})" if r.display_name else r.user_id
+        for r in decision.reviewers
+    )
+    at = datetime.datetime.fromtimestamp(decision.decided_at, datetime.UTC)
+    by = f" by {who}" if who else " by policy"
+    return f"{decision.outcome.value}{by} at {at:%Y-%m-%d %H:%M:%SZ}"
+
+
+class Decider:
+    """The decision use cases, bound to a store and an authority (the policy)."""
+
+    def __init__(self, store: Store, authority: Authority | None = None) -> None:
+        self.store = store
+        self.authority: Authority = authority or OpenAuthority()
+
+    # -- approve -------------------------------------------------------------------------------
+
+    def approve(self, request_id: str, reviewer: Reviewer, reason: str = "") -> Result:
+        """One approval. Decides the request once the quorum (two-person rule) is met."""
+        reason = _bounded_reason(reason)
+
+        def fn(record: RequestRecord | None) -> Change:
+            record = self._require_open(record, request_id, reviewer, "approve")
+            if isinstance(record, Change):
+                return record
+            refusal = self._check_vote(record, reviewer, "approve")
+            if refusal is not None:
+                return refusal
+            return self._add_approval(record, reviewer, reason)
+
+        return self._result(request_id, fn)
+
+    # -- reject --------------------------------------------------------------------------------
+
+    def reject(self, request_id: str, reviewer: Reviewer, reason: str) -> Result:
+        """A rejection ends the request at once, even under a two-person rule (one "no" suffices).
+
+        The reason is required: it tells the agent (and its developers) what to do differently.
+        Anyone who could approve may reject, and so may the requester (withdrawing is always safe).
+        """
+        reason = _bounded_reason(reason)
+        if not reason.strip():
+            raise InvalidRequest(
+                "a rejection needs a reason (--reason 'why'): the agent learns from it",
+                [("reason", "required")],
+            )
+
+        def fn(record: RequestRecord | None) -> Change:
+            record = self._require_open(record, request_id, reviewer, "reject")
+            if isinstance(record, Change):
+                return record
+            requester = record.request.requested_by
+            is_requester = requester is not None and _same(requester, reviewer.user_id)
+            if not is_requester and not self.authority.can_decide(
+                record.verdict, reviewer.user_id, requester
+            ):
+                return self._refuse(
+                    record,
+                    reviewer,
+                    "reject",
+                    f"{reviewer.user_id} may not decide this request "
+                    f"(needs one of: {', '.join(record.verdict.roles) or 'a reviewer role'})",
+                )
+            stamped = reviewer.model_copy(update={"at": self.store.clock()})
+            return self._terminal(record, Outcome.REJECTED, [stamped], reason, actor=stamped)
+
+        return self._result(request_id, fn)
+
+    # -- modify --------------------------------------------------------------------------------
+
+    def modify(
+        self,
+        request_id: str,
+        reviewer: Reviewer,
+        params: dict[str, Any],
+        reason: str = "",
+    ) -> Result:
+        """Approve with changed params (e.g. refund $50 instead of $100).
+
+        The new params are validated against the request's ``param_schema``. Earlier approvals
+        were given to other params, so they are void. The policy is evaluated again on the new
+        params: if the risk or the matching rule changes, the request goes back to review under
+        the new verdict (the modifier's approval does not count); otherwise the modifier's
+        approval counts towards the quorum as usual.
+        """
+        reason = _bounded_reason(reason)
+        current = self.store.get(request_id)
+        merged = validate_params(current, params)
+
+        def fn(record: RequestRecord | None) -> Change:
+            record = self._require_open(record, request_id, reviewer, "modify")
+            if isinstance(record, Change):
+                return record
+            refusal = self._check_vote(record, reviewer, "modify", votes=[])
+            if refusal is not None:
+                return refusal
+            new_request = record.request.model_copy(update={"params": merged})
+            verdict = self.authority.evaluate(new_request)
+            old = record.verdict
+            stamped = reviewer.model_copy(update={"at": self.store.clock()})
+            details: dict[str, Any] = {
+                "before": record.params,
+                "after": merged,
+                "reason": reason,
+                "risk_before": old.risk.value,
+                "risk_after": verdict.risk.value,
+                "rule_before": old.rule,
+                "rule_after": verdict.rule,
+            }
+            modified = record.model_copy(
+                update={
+                    "params": merged,
+                    "votes": [],
+                    "modified_by": [*record.modified_by, stamped],
+                }
+            )
+            events = [
+                AuditEvent("modified", record.id, reviewer.user_id, details, old.policy_version)
+            ]
+            if verdict.kind is VerdictKind.AUTO_REJECT:
+                return self._terminal(
+                    modified,
+                    Outcome.REJECTED,
+                    [stamped],
+                    f"the modified params are refused by policy: {verdict.reason}",
+                    actor=stamped,
+                    events=events,
+                )
+            if verdict.risk != old.risk or verdict.rule != old.rule:
+                again = modified.model_copy(update={"verdict": verdict})
+                events.append(
+                    AuditEvent(
+                        "review_restarted",
+                        record.id,
+                        "policy",
+                        {
+                            "why": f"the modification changed the risk {old.risk.value} -> "
+                            f"{verdict.risk.value} / rule {old.rule} -> {verdict.rule}; "
+                            "earlier approvals are void",
+                            "approvals": verdict.approvals,
+                            "roles": verdict.roles,
+                            "distinct_roles": verdict.distinct_roles,
+                        },
+                        verdict.policy_version,
+                    )
+                )
+                return Change(record=again, events=events)
+            change = self._add_approval(modified, reviewer, reason)
+            change.events[:0] = events
+            return change
+
+        return self._result(request_id, fn)
+
+    # -- cancel --------------------------------------------------------------------------------
+
+    def cancel(self, request_id: str, actor: str, reason: str = "") -> Result:
+        """The agent withdraws its request (it re-planned, or its user gave up)."""
+        reason = _bounded_reason(reason)
+        who = Reviewer(user_id=actor, channel="agent")
+
+        def fn(record: RequestRecord | None) -> Change:
+            record = self._require_open(record, request_id, who, "cancel")
+            if isinstance(record, Change):
+                return record
+            stamped = who.model_copy(update={"at": self.store.clock()})
+            return self._terminal(record, Outcome.CANCELLED, [stamped], reason, actor=stamped)
+
+        return self._result(request_id, fn)
+
+    # -- shared steps --------------------------------------------------------------------------
+
+    def _result(self, request_id: str, fn: Any) -> Result:
+        change = self.store.update(request_id, fn)
+        assert change.record is not None
+        record = change.record
+        if change.decision is not None:
+            message = describe_decision(change.decision)
+        else:
+            approvals = len(record.approvals)
+            names = ", ".join(v.reviewer.display_name or v.reviewer.user_id for v in record.votes)
+            message = f"{approvals} of {record.verdict.approvals} approvals" + (
+                f" ({names})" if names else ""
+            )
+        return Result(record, change.decision, message)
+
+    def _require_open(
+        self, record: RequestRecord | None, request_id: str, who: Reviewer, attempt: str
+    ) -> RequestRecord | Change:
+        if record is None:
+            event = AuditEvent(
+                "refused",
+                None,
+                who.user_id,
+                {"attempt": attempt, "request": request_id, "reason": "no such request"},
+            )
+            return Change(
+                events=[event],
+                error=NotFound(f"no request {request_id!r} (check the id with `hitl pending`)"),
+            )
+        if record.state is not State.PENDING:
+            decision = record.decision
+            said = describe_decision(decision) if decision else record.state.value
+            return self._refuse(
+                record,
+                who,
+                attempt,
+                f"already {said}",
+                error=AlreadyDecided(f"request {record.id} is already {said}", decision),
+                late=True,
+            )
+        return record
+
+    def _check_vote(
+        self,
+        record: RequestRecord,
+        reviewer: Reviewer,
+        attempt: str,
+        votes: list[Vote] | None = None,
+    ) -> Change | None:
+        check = self.authority.check_vote(
+            record.verdict,
+            record.votes if votes is None else votes,
+            reviewer.user_id,
+            record.request.requested_by,
+        )
+        if check.ok:
+            return None
+        return self._refuse(record, reviewer, attempt, check.reason)
+
+    def _refuse(
+        self,
+        record: RequestRecord,
+        who: Reviewer,
+        attempt: str,
+        reason: str,
+        *,
+        error: Exception | None = None,
+        late: bool = False,
+    ) -> Change:
+        details = {"attempt": attempt, "reason": reason, "channel": who.channel}
+        if late:
+            details["late"] = True
+        event = AuditEvent(
+            "refused", record.id, who.user_id, details, record.verdict.policy_version
+        )
+        err = error if error is not None else NotAuthorized(reason)
+        assert isinstance(err, AlreadyDecided | NotAuthorized | NotFound)
+        return Change(events=[event], error=err, record=None)
+
+    def _add_approval(self, record: RequestRecord, reviewer: Reviewer, reason: str) -> Change:
+        check = self.authority.check_vote(
+            record.verdict, record.votes, reviewer.user_id, record.request.requested_by
+        )
+        stamped = reviewer.model_copy(update={"at": self.store.clock(), "role": check.role})
+        votes = [*record.votes, Vote(reviewer=stamped, approve=True, reason=reason)]
+        updated = record.model_copy(update={"votes": votes})
+        vote_event = AuditEvent(
+            "vote",
+            record.id,
+            reviewer.user_id,
+            {
+                "approve": True,
+                "role": check.role,
+                "reason": reason,
+                "channel": reviewer.channel,
+                "count": len(updated.approvals),
+                "needed": record.verdict.approvals,
+            },
+            record.verdict.policy_version,
+        )
+        if not self.authority.quorum_met(record.verdict, votes):
+            return Change(record=updated, events=[vote_event])
+        approvers = [v.reviewer for v in votes if v.approve]
+        return self._terminal(
+            updated, Outcome.APPROVED, approvers, reason, actor=stamped, events=[vote_event]
+        )
+
+    def _terminal(
+        self,
+        record: RequestRecord,
+        outcome: Outcome,
+        reviewers: list[Reviewer],
+        reason: str,
+        *,
+        actor: Reviewer,
+        events: list[AuditEvent] | None = None,
+    ) -> Change:
+        decision = self.store.make_decision(record, outcome, reviewers=reviewers, reason=reason)
+        final = record.model_copy(update={"state": outcome.state, "decision": decision})
+        details: dict[str, Any] = {
+            "reason": reason,
+            "params": decision.params,
+            "modified": decision.modified,
+            "reviewers": [r.user_id for r in reviewers],
+            "channel": actor.channel,
+        }
+        if decision.modified:
+            details["original_params"] = decision.original_params
+        event = AuditEvent(
+            outcome.value, record.id, actor.user_id, details, record.verdict.policy_version
+        )
+        return Change(record=final, events=[*(events or []), event], decision=decision)
+
+
+def validate_params(record: RequestRecord, params: dict[str, Any]) -> dict[str, Any]:
+    """The params under review updated with ``params``, checked against ``param_schema``."""
+    if not isinstance(params, dict):
+        raise InvalidRequest("params must be an object", [("params", "not an object")])
+    merged = {**record.params, **params}
+    size = len(canonical_json(merged).encode())
+    if size > MAX_PARAMS_BYTES:
+        raise InvalidRequest(
+            f"modified params are {size} bytes; the limit is {MAX_PARAMS_BYTES}",
+            [("params", "too large")],
+        )
+    schema = record.request.param_schema
+    if schema is not None:
+        errors = list(jsonschema.Draft202012Validator(schema).iter_errors(merged))
+        if errors:
+            pairs = [
+                (".".join(str(p) for p in e.absolute_path) or "params", e.message) for e in errors
+            ]
+            text = "; ".join(f"{f}: {m}" for f, m in pairs[:5])
+            raise InvalidRequest(f"modified params do not match the schema: {text}", pairs)
+    return merged
+
+
+def _bounded_reason(reason: str) -> str:
+    if len(reason) > MAX_REASON:
+        raise InvalidRequest(
+            f"the reason is {len(reason)} characters; keep it under {MAX_REASON}",
+            [("reason", "too long")],
+        )
+    return reason
+
+
+def _same(a: str, b: str) -> bool:
+    return a.casefold() == b.casefold()

@@ -1,0 +1,40 @@
+"""Connecting: a Redis URL when configured, else the embedded server; and the Store to go with it.
+
+::
+
+    store = open_store(Settings.from_env())
+"""
+
+from __future__ import annotations
+
+import redis
+
+from hitl.config import Settings
+from hitl.queue.embedded import EmbeddedServer
+from hitl.queue.keys import Keys
+from hitl.queue.store import Store
+
+__all__ = ["open_store", "redis_url"]
+
+
+def redis_url(settings: Settings) -> str:
+    """``settings.redis_url``, or the embedded server's URL (starting it if needed)."""
+    if settings.redis_url:
+        return settings.redis_url
+    return EmbeddedServer(settings.data_dir).ensure()
+
+
+def open_store(settings: Settings, *, url: str | None = None) -> Store:
+    client = redis.Redis.from_url(
+        url or redis_url(settings),
+        decode_responses=True,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return Store(
+        client,
+        keys=Keys(settings.prefix),
+        decision_key=settings.decision_key,
+        audit_key=settings.audit_key,
+        decision_ttl_s=settings.decision_ttl_s,
+    )

@@ -1,0 +1,370 @@
+"""The intake consumer: ``hitl:requests`` stream -> validated, classified, stored requests.
+
+Several consumers may run (one consumer group, ``hitl-intake``). Each batch is stored and
+acknowledged in one transaction, so an entry is processed exactly once: a consumer that dies
+holding unacknowledged entries leaves them pending in the group, and another consumer reclaims
+them with ``XAUTOCLAIM`` once they have been idle for ``claim_idle_ms``.
+
+Input that cannot become a request goes to ``hitl:dead`` with the reason and the original
+payload, and the consumer carries on with the next entry::
+
+    consumer = IntakeConsumer(store, classify=policy.evaluate)
+    consumer.run(stop_event)          # or run_once() in tests
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from hitl.errors import HitlError, StoreUnavailable
+from hitl.models import (
+    MAX_PAYLOAD_BYTES,
+    ApprovalRequest,
+    Decision,
+    Outcome,
+    RequestRecord,
+    State,
+    Verdict,
+    VerdictKind,
+)
+from hitl.queue.audit import AuditEvent
+from hitl.queue.store import IntakeItem, Store
+
+__all__ = ["Classifier", "IntakeConsumer", "IntakeStats", "validation_errors"]
+
+log = logging.getLogger("hitl.intake")
+
+
+class Classifier(Protocol):
+    """The policy seam: a request in, a verdict out (pure; see :mod:`hitl.policies`)."""
+
+    def __call__(self, request: ApprovalRequest) -> Verdict: ...
+
+
+@dataclass
+class IntakeStats:
+    stored: int = 0
+    duplicate: int = 0
+    dead: int = 0
+    reclaimed: int = 0
+
+    def add(self, outcomes: Sequence[str]) -> None:
+        for outcome in outcomes:
+            setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """``(field, message)`` pairs a person can act on, e.g. ``("params", "Input should be ...")``."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(request)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the ApprovalRequest fields in README)"
+        out.append((loc, msg.removeprefix("Value error, ")))
+    return out
+
+
+class IntakeConsumer:
+    """One member of the intake consumer group."""
+
+    def __init__(
+        self,
+        store: Store,
+        classify: Classifier,
+        *,
+        group: str = "hitl-intake",
+        name: str | None = None,
+        batch: int = 100,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        on_stored: Callable[[list[RequestRecord]], None] | None = None,
+        on_cancel: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.classify = classify
+        self.group = group
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.on_stored = on_stored
+        self.on_cancel = on_cancel
+        self.stats = IntakeStats()
+        kwargs = dict(store.redis.connection_pool.connection_kwargs)
+        kwargs["decode_responses"] = False  # raw entries may hold bytes that are not UTF-8
+        self._raw = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=store.redis.connection_pool.connection_class, **kwargs
+            )
+        )
+        self._claim_cursor = "0-0"
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start, so nothing queued is skipped)."""
+        try:
+            self._raw.xgroup_create(self.keys.requests, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; survives Redis outages (retries with backoff)."""
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                self.ensure_group()
+                while not stop.is_set():
+                    self.run_once()
+                    backoff = 0.1
+            except (StoreUnavailable, RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("intake: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def run_once(self, block_ms: int | None = None) -> int:
+        """Reclaim stale entries, then read and process one batch. Returns entries handled."""
+        handled = self.reclaim()
+        block = self.block_ms if block_ms is None else block_ms
+        reply = self._raw.xreadgroup(
+            self.group, self.name, {self.keys.requests: ">"}, count=self.batch, block=block or None
+        )
+        for _stream, entries in reply or []:
+            handled += self.process(entries)
+        return handled
+
+    def reclaim(self) -> int:
+        """Take over entries another consumer read but never acknowledged (it died)."""
+        handled = 0
+        reply = self._raw.xautoclaim(
+            self.keys.requests,
+            self.group,
+            self.name,
+            min_idle_time=self.claim_idle_ms,
+            start_id=self._claim_cursor,
+            count=self.batch,
+        )
+        cursor, entries = reply[0], reply[1]
+        deleted = reply[2] if len(reply) > 2 else []
+        self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        if deleted:  # trimmed from the stream while pending: nothing left to process
+            self._raw.xack(self.keys.requests, self.group, *deleted)
+        live = [(i, f) for i, f in entries if f is not None]
+        if live:
+            log.info("intake %s: reclaimed %d stale entries", self.name, len(live))
+            self.stats.reclaimed += len(live)
+            handled += self.process(live)
+        return handled
+
+    def process(self, entries: Sequence[tuple[Any, dict[Any, Any]]]) -> int:
+        """Validate, classify and store entries; one transaction for the whole batch.
+
+        An entry with a ``cancel`` field (``{"id": ..., "reason": ..., "agent_id": ...}``) is an
+        agent withdrawing its request: it goes to ``on_cancel`` (the cancel handler) instead.
+        """
+        requests = []
+        for sid, fields in entries:
+            if (b"cancel" in fields or "cancel" in fields) and not (
+                b"request" in fields or "request" in fields
+            ):
+                self._cancel(_s(sid), fields)
+            else:
+                requests.append((sid, fields))
+        items = [self._item(_s(sid), fields) for sid, fields in requests]
+        if not items:
+            return 0
+        outcomes = self.store.commit_intake(self.group, items)
+        self.stats.add(outcomes)
+        if self.on_stored is not None:
+            stored = [
+                it.record
+                for it, outcome in zip(items, outcomes, strict=True)
+                if outcome == "stored" and it.record is not None
+            ]
+            if stored:
+                self.on_stored(stored)
+        return len(items) + len(entries) - len(requests)
+
+    def _cancel(self, stream_id: str, raw_fields: dict[Any, Any]) -> None:
+        fields = {_s(k): _s(v) for k, v in raw_fields.items()}
+        try:
+            data = json.loads(fields["cancel"])
+            request_id = str(data["id"])
+            reason = str(data.get("reason") or "")[:3000]
+            actor = str(data.get("agent_id") or "agent")[:128]
+        except (ValueError, KeyError, TypeError):
+            item = self._dead(stream_id, fields, 'cancel must be JSON {"id": ..., "reason": ...}')
+            self.store.commit_intake(self.group, [item])
+            self.stats.dead += 1
+            return
+        if self.on_cancel is None:
+            item = self._dead(stream_id, fields, "this consumer has no cancel handler")
+            self.store.commit_intake(self.group, [item])
+            self.stats.dead += 1
+            return
+        try:
+            self.on_cancel(request_id, actor, reason)
+        except HitlError as exc:  # already decided / unknown id: refused and audited by handler
+            log.info("intake: cancel of %s refused: %s", request_id, exc)
+        self._raw.xack(self.keys.requests, self.group, stream_id)
+
+    # -- one entry -----------------------------------------------------------------------------
+
+    def _item(self, stream_id: str, raw_fields: dict[Any, Any]) -> IntakeItem:
+        fields = {_s(k): _s(v) for k, v in raw_fields.items()}
+        raw = raw_fields.get(b"request", raw_fields.get("request"))
+        if raw is None:
+            return self._dead(
+                stream_id,
+                fields,
+                "entry has no 'request' field: send XADD hitl:requests * request '<JSON>'",
+            )
+        size = len(raw) if isinstance(raw, bytes | str) else 0
+        if size > MAX_PAYLOAD_BYTES:
+            return self._dead(
+                stream_id,
+                fields,
+                f"request is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes",
+                keep_payload=True,
+            )
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        except UnicodeDecodeError:
+            return self._dead(stream_id, fields, "request is not UTF-8 text")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return self._dead(stream_id, fields, f"request is not valid JSON: {exc}")
+        if not isinstance(data, dict):
+            kind = type(data).__name__
+            return self._dead(stream_id, fields, f"request must be a JSON object, got {kind}")
+        try:
+            request = ApprovalRequest.model_validate(data)
+        except ValidationError as exc:
+            errors = validation_errors(exc)
+            reason = "invalid request: " + "; ".join(f"{f}: {m}" for f, m in errors[:5])
+            rid = data.get("id") if isinstance(data.get("id"), str) else None
+            return self._dead(stream_id, fields, reason, errors=errors, request_id=rid)
+        if request.id is None:
+            request = request.model_copy(update={"id": f"x-{stream_id}"})
+        try:
+            verdict = self.classify(request)
+        except Exception as exc:  # a policy bug must not lose the request: dead-letter it
+            log.exception("intake: policy evaluation failed for %s", request.id)
+            return self._dead(
+                stream_id, fields, f"policy evaluation failed: {exc}", request_id=request.id
+            )
+        return self._accepted(stream_id, request, verdict)
+
+    def _accepted(self, stream_id: str, request: ApprovalRequest, verdict: Verdict) -> IntakeItem:
+        now = self.store.clock()
+        deadline: float | None = None
+        if request.timeout_s is not None:
+            deadline = now + request.timeout_s
+        elif verdict.escalation:
+            deadline = now + verdict.escalation[0].after_s
+        record = RequestRecord(
+            request=request,
+            verdict=verdict,
+            created_at=now,
+            deadline=deadline,
+            params=request.params,
+        )
+        actor = request.agent_id or "agent"
+        events = [
+            AuditEvent(
+                "submitted",
+                record.id,
+                actor,
+                {
+                    "action": request.action,
+                    "summary": request.summary,
+                    "params": request.params,
+                    "requested_by": request.requested_by,
+                    "session_id": request.session_id,
+                    "dry_run": request.dry_run,
+                    "stream_id": stream_id,
+                    "verdict": verdict.kind.value,
+                    "risk": verdict.risk.value,
+                    "rule": verdict.rule,
+                    "why": verdict.reason,
+                },
+                verdict.policy_version,
+            )
+        ]
+        decision: Decision | None = None
+        if verdict.kind is not VerdictKind.REVIEW:
+            outcome = (
+                Outcome.AUTO_APPROVED
+                if verdict.kind is VerdictKind.AUTO_APPROVE
+                else Outcome.AUTO_REJECTED
+            )
+            decision = self.store.make_decision(
+                record, outcome, reason=verdict.reason or (verdict.rule or ""), now=now
+            )
+            record = record.model_copy(update={"state": outcome.state, "decision": decision})
+            events.append(
+                AuditEvent(
+                    outcome.value,
+                    record.id,
+                    "policy",
+                    {"rule": verdict.rule, "reason": verdict.reason},
+                    verdict.policy_version,
+                )
+            )
+        assert record.state is State.PENDING or decision is not None
+        return IntakeItem(
+            stream_id=stream_id, record=record, decision=decision, events_if_stored=events
+        )
+
+    def _dead(
+        self,
+        stream_id: str,
+        fields: dict[str, str],
+        reason: str,
+        *,
+        errors: list[tuple[str, str]] | None = None,
+        request_id: str | None = None,
+        keep_payload: bool = True,
+    ) -> IntakeItem:
+        log.warning("intake: dead-lettered %s: %s", stream_id, reason)
+        size = sum(len(v) for v in fields.values())
+        event = AuditEvent(
+            "invalid_request",
+            request_id,
+            "intake",
+            {"reason": reason, "stream_id": stream_id, "bytes": size},
+        )
+        return IntakeItem(
+            stream_id=stream_id,
+            dead_reason=reason,
+            dead_errors=errors or [],
+            payload=fields if keep_payload else {},
+            events=[event],
+        )
+
+
+def _s(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

@@ -1,0 +1,57 @@
+"""The Redis key names of the wire protocol, under one configurable prefix (default ``hitl:``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every key hitl touches. ``Keys("acme:hitl:").req("r1") == "acme:hitl:req:r1"``."""
+
+    prefix: str = "hitl:"
+
+    @property
+    def requests(self) -> str:
+        """Stream agents ``XADD`` to (field ``request``)."""
+        return f"{self.prefix}requests"
+
+    @property
+    def dead(self) -> str:
+        """Stream of rejected input, with the reason and the original payload."""
+        return f"{self.prefix}dead"
+
+    @property
+    def pending(self) -> str:
+        """Sorted set of pending request ids, scored by deadline (``inf`` when none)."""
+        return f"{self.prefix}pending"
+
+    @property
+    def decisions(self) -> str:
+        """Stream of every Decision, for subscribers."""
+        return f"{self.prefix}decisions"
+
+    @property
+    def audit(self) -> str:
+        """Stream of hash-chained audit entries."""
+        return f"{self.prefix}audit"
+
+    @property
+    def audit_head(self) -> str:
+        """The chain's last ``{seq, hash}``; every append is conditional on it (WATCH)."""
+        return f"{self.prefix}audit:head"
+
+    @property
+    def webhooks(self) -> str:
+        """Outbox stream of decisions whose request has a ``callback_url``."""
+        return f"{self.prefix}webhooks"
+
+    def req(self, request_id: str) -> str:
+        """Hash: the request record (field ``record``) and its ``state``."""
+        return f"{self.prefix}req:{request_id}"
+
+    def decision(self, request_id: str) -> str:
+        """List the blocked agent ``BLPOP``s; holds one Decision JSON, with a TTL."""
+        return f"{self.prefix}decision:{request_id}"

@@ -1,0 +1,349 @@
+"""The request store: records, the pending index, decision delivery and the audit chain.
+
+Every change to a request is one optimistic transaction (``WATCH`` the record and the audit
+head, read, compute, ``MULTI``/``EXEC``; retry if either moved). The write set of that
+transaction holds the new record, the pending-index update, the audit entries that describe the
+change, and, when the change is terminal, the decision's delivery (``LPUSH`` for the waiting
+agent, ``XADD`` for subscribers, the webhook outbox). So a decision exists exactly when its audit
+entry and its delivery do, and two racing reviewers can never both decide: the loser's
+transaction is retried, sees the terminal state and becomes an audited refusal.
+
+Business rules do not live here: callers (:mod:`hitl.handlers`, the intake consumer) pass a
+function from the current record to a :class:`Change`::
+
+    def approve(record):
+        ...
+        return Change(record=new_record, events=[...], decision=decision)
+
+    store.update("r-42", approve)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from hitl.errors import HitlError, NotFound, StoreUnavailable
+from hitl.models import CardRef, Decision, Outcome, RequestRecord, Reviewer, State
+from hitl.queue.audit import AuditEvent, ChainHead, build_entry
+from hitl.queue.keys import Keys
+from hitl.signing import sign_decision
+
+__all__ = ["Change", "Clock", "IntakeItem", "Store"]
+
+Clock = Callable[[], float]
+T = TypeVar("T")
+DECISIONS_MAXLEN = 100_000
+"""``hitl:decisions`` is a notification stream, trimmed (approximately) to this length; the
+record and the audit chain keep every decision forever."""
+
+
+@dataclass
+class Change:
+    """What a transaction function wants written. Empty means: write nothing."""
+
+    record: RequestRecord | None = None
+    events: list[AuditEvent] = field(default_factory=list)
+    decision: Decision | None = None
+    error: HitlError | None = None
+    """Raised to the caller after the commit (a refusal whose audit entry is committed)."""
+
+
+@dataclass
+class IntakeItem:
+    """One stream entry, already validated and classified by the intake consumer."""
+
+    stream_id: str
+    record: RequestRecord | None = None
+    decision: Decision | None = None
+    dead_reason: str = ""
+    dead_errors: list[tuple[str, str]] = field(default_factory=list)
+    payload: dict[str, str] = field(default_factory=dict)
+    events: list[AuditEvent] = field(default_factory=list)
+    """Audited whatever happens (e.g. the reason an entry was dead-lettered)."""
+    events_if_stored: list[AuditEvent] = field(default_factory=list)
+    """Audited only when the record is new (not a duplicate): the submission, auto verdicts."""
+
+
+def _unavailable(exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"Redis is unreachable ({exc}); nothing was written - retry later")
+
+
+class Store:
+    """Reads and atomically changes request records. Thread-safe (one connection pool)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        keys: Keys | None = None,
+        decision_key: bytes,
+        audit_key: bytes,
+        decision_ttl_s: int = 7 * 24 * 3600,
+        clock: Clock = time.time,
+        max_retries: int = 2000,
+    ) -> None:
+        self.redis = client
+        self.keys = keys or Keys()
+        self.decision_key = decision_key
+        self.audit_key = audit_key
+        self.decision_ttl_s = decision_ttl_s
+        self.clock = clock
+        self.max_retries = max_retries
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, request_id: str) -> RequestRecord:
+        """The record, or :class:`NotFound`."""
+        raw = self._call(lambda: self.redis.get(self.keys.req(request_id)))
+        if raw is None:
+            raise NotFound(f"no request {request_id!r} (check the id with `hitl pending`)")
+        return RequestRecord.model_validate_json(raw)
+
+    def find(self, request_id: str) -> RequestRecord | None:
+        try:
+            return self.get(request_id)
+        except NotFound:
+            return None
+
+    def pending_ids(self, offset: int = 0, limit: int = 50) -> list[str]:
+        """Pending ids, soonest deadline first."""
+        stop = offset + limit - 1 if limit > 0 else -1
+        ids = self._call(lambda: self.redis.zrange(self.keys.pending, offset, stop))
+        return [str(i) for i in ids]
+
+    def pending_count(self) -> int:
+        return int(self._call(lambda: self.redis.zcard(self.keys.pending)))
+
+    def pending(self, offset: int = 0, limit: int = 50) -> list[RequestRecord]:
+        ids = self.pending_ids(offset, limit)
+        if not ids:
+            return []
+        raws = self._call(lambda: self.redis.mget([self.keys.req(i) for i in ids]))
+        return [RequestRecord.model_validate_json(r) for r in raws if r is not None]
+
+    def head(self) -> ChainHead:
+        return ChainHead.parse(self._call(lambda: self.redis.get(self.keys.audit_head)))
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def update(self, request_id: str, fn: Callable[[RequestRecord | None], Change]) -> Change:
+        """Run ``fn`` on the current record and commit its Change atomically (retrying on races).
+
+        Returns the committed Change; raises ``change.error`` after committing, if set.
+        """
+        key = self.keys.req(request_id)
+
+        def attempt(pipe: Any) -> Change:
+            pipe.watch(key, self.keys.audit_head)
+            raw, head_raw = pipe.mget(key, self.keys.audit_head)
+            record = RequestRecord.model_validate_json(raw) if raw else None
+            change = fn(record)
+            pipe.multi()
+            self._write(pipe, ChainHead.parse(head_raw), change)
+            pipe.execute()
+            return change
+
+        change = self._transact(attempt)
+        if change.error is not None:
+            raise change.error
+        return change
+
+    def append_events(self, events: Sequence[AuditEvent]) -> None:
+        """Audit entries that change no record (policy reload, dead letters, webhooks)."""
+
+        def attempt(pipe: Any) -> None:
+            pipe.watch(self.keys.audit_head)
+            head = ChainHead.parse(pipe.get(self.keys.audit_head))
+            pipe.multi()
+            self._write(pipe, head, Change(events=list(events)))
+            pipe.execute()
+
+        self._transact(attempt)
+
+    def commit_intake(self, group: str, items: Sequence[IntakeItem]) -> list[str]:
+        """Store a batch of stream entries and ``XACK`` them in the same transaction.
+
+        A record whose id already exists is a duplicate: it is acknowledged and audited, and the
+        stored request is left as it was (the id is the idempotency key). Returns, per item,
+        ``"stored"``, ``"duplicate"`` or ``"dead"``.
+        """
+        ids = [it.record.id for it in items if it.record is not None]
+        watch_keys = [self.keys.audit_head, *{self.keys.req(i) for i in ids}]
+
+        def attempt(pipe: Any) -> list[str]:
+            pipe.watch(*watch_keys)
+            values = pipe.mget(watch_keys)
+            head = ChainHead.parse(values[0])
+            existing = {k for k, v in zip(watch_keys[1:], values[1:], strict=True) if v}
+            pipe.multi()
+            outcomes: list[str] = []
+            events: list[AuditEvent] = []
+            writes: list[Change] = []
+            for it in items:
+                events.extend(it.events)
+                if it.record is None:
+                    pipe.xadd(
+                        self.keys.dead,
+                        {
+                            "reason": it.dead_reason,
+                            "errors": json.dumps(it.dead_errors),
+                            "payload": json.dumps(it.payload, ensure_ascii=False),
+                            "stream_id": it.stream_id,
+                            "at": f"{self.clock():.6f}",
+                        },
+                    )
+                    outcomes.append("dead")
+                    continue
+                key = self.keys.req(it.record.id)
+                if key in existing:
+                    events.append(
+                        AuditEvent(
+                            "duplicate_submission",
+                            it.record.id,
+                            it.record.request.agent_id or "agent",
+                            {"stream_id": it.stream_id},
+                            it.record.verdict.policy_version,
+                        )
+                    )
+                    outcomes.append("duplicate")
+                    continue
+                existing.add(key)
+                events.extend(it.events_if_stored)
+                writes.append(Change(record=it.record, decision=it.decision))
+                outcomes.append("stored")
+            # One chain walk for the whole batch: events first, in order, then the writes.
+            head = self._write(pipe, head, Change(events=events))
+            for change in writes:
+                head = self._write(pipe, head, change)
+            pipe.xack(self.keys.requests, group, *[it.stream_id for it in items])
+            pipe.execute()
+            return outcomes
+
+        return self._transact(attempt)
+
+    # -- building blocks for handlers ----------------------------------------------------------
+
+    def make_decision(
+        self,
+        record: RequestRecord,
+        outcome: Outcome,
+        *,
+        reviewers: list[Reviewer] | None = None,
+        reason: str = "",
+        params: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Decision:
+        """A signed Decision for ``record`` (params default to the params under review)."""
+        final = record.params if params is None else params
+        modified = final != record.request.params
+        decision = Decision(
+            request_id=record.id,
+            outcome=outcome,
+            params=final,
+            modified=modified,
+            original_params=record.request.params if modified else None,
+            reviewers=reviewers or [],
+            reason=reason,
+            policy_version=record.verdict.policy_version,
+            requested_at=record.created_at,
+            decided_at=self.clock() if now is None else now,
+            dry_run=record.request.dry_run,
+        )
+        return sign_decision(decision, self.decision_key)
+
+    def add_card(self, request_id: str, card: CardRef, actor: str = "bot") -> None:
+        """Remember where a copy of the card was posted (so every copy can be updated)."""
+
+        def fn(record: RequestRecord | None) -> Change:
+            if record is None:
+                raise NotFound(f"no request {request_id!r}")
+            if card in record.cards:
+                return Change()
+            new = record.model_copy(update={"cards": [*record.cards, card]})
+            event = AuditEvent(
+                "card_posted", request_id, actor, card.model_dump(), record.verdict.policy_version
+            )
+            return Change(record=new, events=[event])
+
+        self.update(request_id, fn)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _write(self, pipe: Any, head: ChainHead, change: Change) -> ChainHead:
+        """Queue the commands of ``change`` on a MULTI pipeline; return the new chain head."""
+        record = change.record
+        events = list(change.events)
+        if record is not None:
+            key = self.keys.req(record.id)
+            pipe.set(key, record.model_dump_json())
+            if record.state is State.PENDING:
+                score = record.deadline if record.deadline is not None else math.inf
+                pipe.zadd(self.keys.pending, {record.id: score})
+            else:
+                pipe.zrem(self.keys.pending, record.id)
+        decision = change.decision
+        if decision is not None:
+            payload = decision.model_dump_json()
+            pipe.lpush(self.keys.decision(decision.request_id), payload)
+            pipe.expire(self.keys.decision(decision.request_id), self.decision_ttl_s)
+            pipe.xadd(
+                self.keys.decisions,
+                {"decision": payload},
+                maxlen=DECISIONS_MAXLEN,
+                approximate=True,
+            )
+            targets = ["list", "stream"]
+            callback = record.request.callback_url if record is not None else None
+            if callback:
+                pipe.xadd(self.keys.webhooks, {"url": callback, "decision": payload})
+                targets.append("webhook-outbox")
+            events.append(
+                AuditEvent(
+                    "delivered",
+                    decision.request_id,
+                    "store",
+                    {"outcome": decision.outcome.value, "to": targets},
+                    decision.policy_version,
+                )
+            )
+        if events:
+            now = self.clock()
+            for event in events:
+                entry = build_entry(head, event, now, self.audit_key)
+                pipe.xadd(self.keys.audit, {"e": json.dumps(entry, ensure_ascii=False)})
+                head = ChainHead(entry["seq"], entry["hash"])
+            pipe.set(self.keys.audit_head, head.dumps())
+        return head
+
+    def _transact(self, attempt: Callable[[Any], T]) -> T:
+        for n in range(self.max_retries):
+            try:
+                with self.redis.pipeline(transaction=True) as pipe:
+                    return attempt(pipe)
+            except WatchError:
+                # Someone else committed first; back off a little so a crowd spreads out.
+                if n > 3:
+                    time.sleep(random.uniform(0, min(0.02, 0.0005 * n)))
+                continue
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                raise _unavailable(exc) from exc
+        raise StoreUnavailable(
+            f"gave up after {self.max_retries} conflicting attempts; nothing was written"
+        )
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise _unavailable(exc) from exc

@@ -1,0 +1,141 @@
+"""Webhook delivery: POST each decision to its request's ``callback_url``, with retries.
+
+Decisions reach the outbox stream ``hitl:webhooks`` in the same transaction that decides them.
+The deliverer reads it through a consumer group, POSTs the Decision JSON with an
+``X-Hitl-Signature: sha256=<HMAC of the body>`` header, retries failures with exponential
+backoff, and audits the result (``webhook_delivered`` or ``webhook_failed``). An entry is
+acknowledged only after that, so a deliverer that dies mid-retry leaves it for another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from redis.exceptions import ResponseError
+
+from hitl.queue.audit import AuditEvent
+from hitl.queue.store import Store
+
+__all__ = ["WebhookDeliverer", "signature_header"]
+
+log = logging.getLogger("hitl.webhooks")
+
+
+def signature_header(key: bytes, body: bytes) -> str:
+    """The value of ``X-Hitl-Signature`` for ``body``: ``sha256=<hex HMAC>``."""
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+class WebhookDeliverer:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        group: str = "hitl-webhooks",
+        attempts: int = 5,
+        first_delay_s: float = 0.5,
+        timeout_s: float = 10.0,
+        claim_idle_ms: int = 60_000,
+    ) -> None:
+        self.store = store
+        self.keys = store.keys
+        self.group = group
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.attempts = attempts
+        self.first_delay_s = first_delay_s
+        self.timeout_s = timeout_s
+        self.claim_idle_ms = claim_idle_ms
+
+    def ensure_group(self) -> None:
+        try:
+            self.store.redis.xgroup_create(self.keys.webhooks, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, block_ms: int = 1000, count: int = 20) -> list[tuple[str, dict[str, str]]]:
+        claimed = self.store.redis.xautoclaim(
+            self.keys.webhooks, self.group, self.name, self.claim_idle_ms, "0-0", count=count
+        )
+        entries: list[tuple[str, dict[str, str]]] = [e for e in claimed[1] if e[1] is not None]
+        if entries:
+            return entries
+        reply = self.store.redis.xreadgroup(
+            self.group, self.name, {self.keys.webhooks: ">"}, count=count, block=block_ms
+        )
+        for _stream, got in reply or []:
+            entries.extend(got)
+        return entries
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await asyncio.to_thread(self.ensure_group)
+        async with aiohttp.ClientSession() as session:
+            while not stop.is_set():
+                try:
+                    entries = await asyncio.to_thread(self.read)
+                except Exception as exc:  # Redis down: wait and retry, never crash the service
+                    log.warning("webhooks: cannot read the outbox (%s)", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if entries:
+                    await asyncio.gather(*(self.deliver(session, e) for e in entries))
+
+    async def deliver(self, session: aiohttp.ClientSession, entry: Sequence[Any]) -> bool:
+        entry_id, fields = entry[0], entry[1]
+        url, body = fields["url"], fields["decision"].encode()
+        request_id = _request_id(fields["decision"])
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hitl-Signature": signature_header(self.store.decision_key, body),
+            "User-Agent": "hitl-webhooks/1",
+        }
+        delay, last = self.first_delay_s, ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+                async with session.post(url, data=body, headers=headers, timeout=timeout) as resp:
+                    if 200 <= resp.status < 300:
+                        await self._finish(entry_id, request_id, "webhook_delivered", url, attempt)
+                        return True
+                    last = f"HTTP {resp.status}"
+                    if 400 <= resp.status < 500 and resp.status not in (408, 429):
+                        break  # the receiver refuses this body: retrying will not help
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if attempt < self.attempts:
+                await asyncio.sleep(delay)
+                delay *= 2
+        await self._finish(entry_id, request_id, "webhook_failed", url, attempt, last)
+        return False
+
+    async def _finish(
+        self, entry_id: str, request_id: str | None, kind: str, url: str, tries: int, error: str = ""
+    ) -> None:
+        details: dict[str, Any] = {"url": url, "attempts": tries}
+        if error:
+            details["error"] = error
+        event = AuditEvent(kind, request_id, "webhooks", details)
+
+        def commit() -> None:
+            self.store.append_events([event])
+            self.store.redis.xack(self.keys.webhooks, self.group, entry_id)
+
+        await asyncio.to_thread(commit)
+
+
+def _request_id(decision_json: str) -> str | None:
+    import json
+
+    try:
+        value = json.loads(decision_json).get("request_id")
+    except (ValueError, AttributeError):
+        return None
+    return str(value) if value else None

@@ -1,0 +1,182 @@
+"""``hitl serve``: the long-running service that wires the parts together.
+
+It runs the intake consumer (a thread: redis-py is synchronous), the webhook deliverer, and an
+aiohttp server on ``--port`` / ``$PORT`` (default 3000) with ``/healthz``; the Slack, Teams and
+web-inbox adapters mount their routes on the same application::
+
+    service = Service(Settings.from_env())
+    asyncio.run(service.serve(port=3000))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from hitl.config import Settings
+from hitl.errors import HitlError
+from hitl.handlers import Authority, Decider, OpenAuthority
+from hitl.models import ApprovalRequest, RequestRecord, Verdict
+from hitl.queue.audit import AuditEvent
+from hitl.queue.connection import open_store
+from hitl.queue.intake import IntakeConsumer
+from hitl.queue.store import Store
+from hitl.queue.webhooks import WebhookDeliverer
+
+__all__ = ["Service", "load_authority"]
+
+log = logging.getLogger("hitl.service")
+
+
+def load_authority(settings: Settings) -> tuple[Authority, Any]:
+    """The active policy (``--policy``, ``HITL_POLICY``, else the shipped default) and its holder."""
+    from hitl.policies import PolicyHolder
+
+    holder = PolicyHolder(settings.policy_path, env=settings.environment)
+    return holder.current, holder
+
+
+class _HeldPolicy:
+    """An Authority that always asks the holder's current policy (so reloads take effect)."""
+
+    def __init__(self, holder: Any) -> None:
+        self._holder = holder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._holder.current, name)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        authority: Authority | None = None,
+        consumers: int = 1,
+    ) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings)
+        self.holder: Any = None
+        if authority is None:
+            try:
+                _, self.holder = load_authority(settings)
+                authority = _HeldPolicy(self.holder)  # type: ignore[assignment]
+            except ImportError:  # pragma: no cover - the policy package is always shipped
+                authority = OpenAuthority()
+        assert authority is not None
+        self.authority: Authority = authority
+        self.decider = Decider(self.store, self.authority)
+        self.stored_hooks: list[Callable[[list[RequestRecord]], None]] = []
+        self.consumers = [
+            IntakeConsumer(
+                self.store,
+                self.classify,
+                group=settings.consumer_group,
+                on_stored=self._on_stored,
+                on_cancel=self._on_cancel,
+            )
+            for _ in range(consumers)
+        ]
+        self.webhooks = WebhookDeliverer(self.store)
+        self.stop_event = threading.Event()
+        self.app = web.Application()
+        self.app.router.add_get("/healthz", self.healthz)
+        self._threads: list[threading.Thread] = []
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def classify(self, request: ApprovalRequest) -> Verdict:
+        return self.authority.evaluate(request)
+
+    def _on_stored(self, records: list[RequestRecord]) -> None:
+        for hook in self.stored_hooks:
+            try:
+                hook(records)
+            except Exception:  # an adapter's failure must not stop intake
+                log.exception("on_stored hook failed")
+
+    def _on_cancel(self, request_id: str, actor: str, reason: str) -> None:
+        self.decider.cancel(request_id, actor, reason)
+
+    def reload_policy(self) -> tuple[bool, str]:
+        """Re-read the policy file; keep the last good one on error. Audited either way."""
+        if self.holder is None:
+            return False, "no policy file in use"
+        ok, message = self.holder.reload()
+        event = AuditEvent(
+            "policy_reloaded" if ok else "policy_reload_failed",
+            None,
+            "operator",
+            {"message": message, "source": str(getattr(self.holder.current, "source", ""))},
+            self.authority.version,
+        )
+        self.store.append_events([event])
+        return ok, message
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        try:
+            pending = await asyncio.to_thread(self.store.pending_count)
+        except HitlError as exc:
+            return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
+        stats = [vars(c.stats) for c in self.consumers]
+        return web.json_response(
+            {
+                "status": "ok",
+                "pending": pending,
+                "policy_version": self.authority.version,
+                "intake": stats,
+            }
+        )
+
+    # -- running -------------------------------------------------------------------------------
+
+    def start_intake(self) -> None:
+        for consumer in self.consumers:
+            thread = threading.Thread(
+                target=consumer.run, args=(self.stop_event,), name=f"intake-{consumer.name}"
+            )
+            thread.daemon = True
+            thread.start()
+            self._threads.append(thread)
+
+    def stop_intake(self) -> None:
+        self.stop_event.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    async def serve(self, host: str = "0.0.0.0", port: int = 3000) -> None:
+        """Run until SIGINT/SIGTERM. SIGHUP reloads the policy."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload_policy)
+            )
+        runner = web.AppRunner(self.app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info("hitl serving on http://%s:%d (healthz at /healthz)", host, port)
+        self.start_intake()
+        hooks = asyncio.create_task(self.webhooks.run(stop))
+        try:
+            await stop.wait()
+        finally:
+            self.stop_intake()
+            hooks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await hooks
+            await runner.cleanup()

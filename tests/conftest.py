@@ -1,0 +1,73 @@
+"""Shared fixtures: a real Redis per session (flushed per test), a Store, an intake, settings."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from hitl.config import Settings
+from hitl.handlers import Decider, OpenAuthority
+from hitl.queue.intake import IntakeConsumer
+from hitl.queue.store import Store
+from tests.redis_server import RedisServer
+
+SECRET = b"test-secret-not-for-production"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server on a free port for the whole run."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A decoded client on an empty database."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
+    """Settings pointing at the test Redis, with a fixed secret and a private data dir."""
+    return Settings(redis_url=redis_server.url, secret=SECRET, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def store(r: redis.Redis, settings: Settings) -> Store:
+    return Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+
+
+@pytest.fixture
+def decider(store: Store) -> Decider:
+    return Decider(store, OpenAuthority())
+
+
+@pytest.fixture
+def intake(store: Store, decider: Decider) -> Iterator[IntakeConsumer]:
+    """An intake consumer with the open policy (everything goes to one human)."""
+    consumer = IntakeConsumer(
+        store,
+        OpenAuthority().evaluate,
+        block_ms=0,
+        on_cancel=lambda rid, actor, reason: decider.cancel(rid, actor, reason),
+    )
+    consumer.ensure_group()
+    yield consumer
+    consumer.close()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's HITL_* environment or data directory."""
+    for key in list(os.environ):
+        if key.startswith("HITL_") or key.startswith("SLACK_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HITL_DATA_DIR", str(tmp_path / "hitl-data"))
