@@ -48,6 +48,12 @@ class Keys:
         """Outbox stream of decisions whose request has a ``callback_url``."""
         return f"{self.prefix}webhooks"
 
+    @property
+    def events(self) -> str:
+        """Stream of record changes (``request_id``, ``kinds``, ``state``) for channel adapters:
+        whoever changed a request (CLI, Slack, scheduler), every posted card gets re-rendered."""
+        return f"{self.prefix}events"
+
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""
         return f"{self.prefix}req:{request_id}"

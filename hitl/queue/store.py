@@ -188,10 +188,7 @@ class Store:
             existing = {k for k, v in zip(watch_keys[1:], values[1:], strict=True) if v}
             pipe.multi()
             outcomes: list[str] = []
-            events: list[AuditEvent] = []
-            writes: list[Change] = []
             for it in items:
-                events.extend(it.events)
                 if it.record is None:
                     pipe.xadd(
                         self.keys.dead,
@@ -203,29 +200,29 @@ class Store:
                             "at": f"{self.clock():.6f}",
                         },
                     )
+                    head = self._write(pipe, head, Change(events=it.events))
                     outcomes.append("dead")
                     continue
                 key = self.keys.req(it.record.id)
                 if key in existing:
-                    events.append(
-                        AuditEvent(
-                            "duplicate_submission",
-                            it.record.id,
-                            it.record.request.agent_id or "agent",
-                            {"stream_id": it.stream_id},
-                            it.record.verdict.policy_version,
-                        )
+                    duplicate = AuditEvent(
+                        "duplicate_submission",
+                        it.record.id,
+                        it.record.request.agent_id or "agent",
+                        {"stream_id": it.stream_id},
+                        it.record.verdict.policy_version,
                     )
+                    head = self._write(pipe, head, Change(events=[*it.events, duplicate]))
                     outcomes.append("duplicate")
                     continue
                 existing.add(key)
-                events.extend(it.events_if_stored)
-                writes.append(Change(record=it.record, decision=it.decision))
-                outcomes.append("stored")
-            # One chain walk for the whole batch: events first, in order, then the writes.
-            head = self._write(pipe, head, Change(events=events))
-            for change in writes:
+                change = Change(
+                    record=it.record,
+                    decision=it.decision,
+                    events=[*it.events, *it.events_if_stored],
+                )
                 head = self._write(pipe, head, change)
+                outcomes.append("stored")
             pipe.xack(self.keys.requests, group, *[it.stream_id for it in items])
             pipe.execute()
             return outcomes
@@ -316,6 +313,14 @@ class Store:
                     {"outcome": decision.outcome.value, "to": targets},
                     decision.policy_version,
                 )
+            )
+        if record is not None:
+            kinds = ",".join(e.kind for e in events if e.request_id == record.id) or "changed"
+            pipe.xadd(
+                self.keys.events,
+                {"request_id": record.id, "kinds": kinds, "state": record.state.value},
+                maxlen=DECISIONS_MAXLEN,
+                approximate=True,
             )
         if events:
             now = self.clock()
