@@ -154,10 +154,18 @@ class Service:
         for thread in self._threads:
             thread.join(timeout=5)
 
+    def request_stop(self) -> None:
+        """Stop a ``serve()`` running in another thread (thread-safe)."""
+        stop, loop = getattr(self, "_stop", None), getattr(self, "_loop", None)
+        if stop is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+        self.stop_event.set()
+
     async def serve(self, host: str = "0.0.0.0", port: int = 3000) -> None:
         """Run until SIGINT/SIGTERM. SIGHUP reloads the policy."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        self._stop, self._loop = stop, loop
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)

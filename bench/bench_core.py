@@ -1,0 +1,202 @@
+"""Core benchmarks: intake throughput, decision round trip, and the raw Redis baseline beside them.
+
+Run with ``make bench`` (or ``python -m bench.bench_core``). Prints medians over several runs and
+our/raw ratios; nothing here asserts a time. Each run uses its own redis-server on a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import time
+import uuid
+from multiprocessing.connection import Connection
+
+from hitl.client import Client
+from hitl.config import Settings
+from hitl.handlers import Decider, OpenAuthority
+from hitl.models import Reviewer
+from hitl.queue.intake import IntakeConsumer
+from hitl.queue.store import Store
+from tests.redis_server import RedisServer
+
+SECRET = b"bench"
+
+
+def _request(i: int) -> str:
+    return json.dumps(
+        {
+            "id": f"b-{uuid.uuid4().hex}",
+            "action": "refund",
+            "params": {"order_id": f"A-{i}", "amount": 25.0 + i % 400},
+            "summary": f"Refund order A-{i}",
+            "reasoning": "Customer reports the parcel arrived damaged; photo attached.",
+            "agent_id": "support-bot",
+            "requested_by": "U0CUSTOMER",
+            "confidence": 0.8,
+        }
+    )
+
+
+def _classifier(policy: bool) -> tuple[object, str]:
+    if policy:
+        try:
+            from hitl.policies import default_policy
+
+            p = default_policy()
+            return p.evaluate, "default policy"
+        except Exception as exc:  # the engine may be absent on an old checkout
+            print(f"  (default policy unavailable: {exc}; using the open classifier)")
+    return OpenAuthority().evaluate, "open classifier"
+
+
+def bench_intake(server: RedisServer, n: int, batch: int, policy: bool) -> float:
+    """Requests/s from XADD'ed entries to stored + pending, one consumer process."""
+    r = server.client()
+    r.flushall()
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd("hitl:requests", {"request": _request(i)})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    store = Store(r, decision_key=SECRET, audit_key=SECRET)
+    classify, _ = _classifier(policy)
+    consumer = IntakeConsumer(store, classify, batch=batch, block_ms=0)  # type: ignore[arg-type]
+    consumer.ensure_group()
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        got = consumer.run_once(block_ms=0)
+        if got == 0:
+            break
+        done += got
+    elapsed = time.perf_counter() - t0
+    consumer.close()
+    stored = r.zcard("hitl:pending") + len(r.keys("hitl:decision:*"))
+    if stored != n:
+        print(f"  WARNING: {stored} of {n} requests stored")
+    return done / elapsed
+
+
+def bench_raw(server: RedisServer, n: int, batch: int) -> float:
+    """The same server's floor: XREADGROUP + XACK of the same entries, nothing else."""
+    r = server.client()
+    r.flushall()
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd("raw:requests", {"request": _request(i)})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+    r.xgroup_create("raw:requests", "g", id="0")
+    t0 = time.perf_counter()
+    done = 0
+    while done < n:
+        reply = r.xreadgroup("g", "c", {"raw:requests": ">"}, count=batch)
+        if not reply:
+            break
+        entries = reply[0][1]
+        for _id, fields in entries:
+            json.loads(fields["request"])
+        r.xack("raw:requests", "g", *[e[0] for e in entries])
+        done += len(entries)
+    return done / (time.perf_counter() - t0)
+
+
+def _agent(url: str, ids: Connection, times: Connection) -> None:
+    """The agent in its own process (as in production): wait for each id, report when it returns."""
+    client = Client(settings=Settings(redis_url=url, secret=SECRET))
+    while True:
+        rid = ids.recv()
+        if rid is None:
+            break
+        if rid.startswith("raw:"):
+            client.redis.blpop([rid], timeout=10)
+        else:
+            client.wait(rid, timeout=10)
+        times.send(time.monotonic())
+    client.close()
+
+
+def bench_roundtrips(server: RedisServer, n: int) -> tuple[list[float], list[float]]:
+    """approve() here -> the agent process blocked in wait() returns; and the raw LPUSH->BLPOP floor.
+
+    CLOCK_MONOTONIC is system-wide on Linux, so the two processes' timestamps compare directly.
+    """
+    r = server.client()
+    r.flushall()
+    settings = Settings(redis_url=server.url, secret=SECRET)
+    store = Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    consumer = IntakeConsumer(store, OpenAuthority().evaluate, block_ms=0)
+    consumer.ensure_group()
+    decider = Decider(store, OpenAuthority())
+    client = Client(settings=settings)
+    bob = Reviewer(user_id="bob", display_name="Bob")
+    ctx = mp.get_context("spawn")
+    ids_send, ids_recv = ctx.Pipe()
+    times_recv, times_send = ctx.Pipe(duplex=False)
+    agent = ctx.Process(target=_agent, args=(server.url, ids_recv, times_send))
+    agent.start()
+    ours: list[float] = []
+    raw: list[float] = []
+    for i in range(n):
+        rid = client.submit("refund", {"order_id": f"A-{i}", "amount": 50.0}, requested_by="alice")
+        consumer.run_once(block_ms=0)
+        ids_send.send(rid)
+        time.sleep(0.003)  # the agent reaches BLPOP
+        t0 = time.monotonic()
+        decider.approve(rid, bob)
+        ours.append(times_recv.recv() - t0)
+        ids_send.send(f"raw:{i}")
+        time.sleep(0.003)
+        t0 = time.monotonic()
+        r.lpush(f"raw:{i}", "x")
+        raw.append(times_recv.recv() - t0)
+    ids_send.send(None)
+    agent.join(10)
+    client.close()
+    consumer.close()
+    return ours, raw
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=5000, help="requests per intake run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--roundtrips", type=int, default=300)
+    args = parser.parse_args()
+    with RedisServer() as server:
+        print(f"hitl core bench: redis on :{server.port}, n={args.n}, runs={args.runs}")
+        for policy in (False, True):
+            _, label = _classifier(policy)
+            ours = [bench_intake(server, args.n, args.batch, policy) for _ in range(args.runs)]
+            raw = [bench_raw(server, args.n, args.batch) for _ in range(args.runs)]
+            o, w = statistics.median(ours), statistics.median(raw)
+            runs = ", ".join(f"{x:,.0f}" for x in ours)
+            print(
+                f"intake ({label}): {o:,.0f} req/s median (runs {runs}); raw XREADGROUP+XACK "
+                f"{w:,.0f} msg/s; ours/raw = {o / w:.2f}  [target >= 2,000 req/s]"
+            )
+        rt, raw_rt = bench_roundtrips(server, args.roundtrips)
+        print(
+            f"round trip approve -> blocked SDK returns: p50 {pct(rt, 0.5) * 1e3:.2f} ms, "
+            f"p95 {pct(rt, 0.95) * 1e3:.2f} ms (n={len(rt)})  [target p95 <= 5 ms]"
+        )
+        print(
+            f"raw LPUSH -> BLPOP wake-up: p50 {pct(raw_rt, 0.5) * 1e3:.2f} ms, "
+            f"p95 {pct(raw_rt, 0.95) * 1e3:.2f} ms; "
+            f"ours/raw p50 = {pct(rt, 0.5) / pct(raw_rt, 0.5):.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

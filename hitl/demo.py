@@ -1,0 +1,254 @@
+"""``hitl demo``: the IT-operations case study, end to end, on the embedded server.
+
+An infrastructure agent (the article's "Enterprise IT Operations Agent") asks to list instances,
+stop instances on dev and production, delete a volume, change a security group and refund a
+customer. The shipped policy routes each one; scripted reviewers answer the ones that need a
+human (each step prints the equivalent ``hitl`` command), and the demo ends by verifying the
+audit chain. With ``--interactive`` the requests stay pending for you to decide with
+``hitl pending`` / ``hitl approve`` / ``hitl reject`` in another terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hitl.client import Client
+from hitl.config import Settings
+from hitl.errors import ApprovalRejected, HitlError, RefusedAttempt
+from hitl.models import Decision, Reviewer
+from hitl.queue.embedded import EmbeddedServer
+
+__all__ = ["SCENARIO", "run_demo"]
+
+REQUESTER = "alice"
+
+SCENARIO: list[dict[str, Any]] = [
+    {
+        "action": "list_instances",
+        "params": {"region": "eu-west-1"},
+        "summary": "List EC2 instances in eu-west-1",
+        "reasoning": "The user asked which instances are idle; listing is read-only.",
+        "confidence": 0.97,
+    },
+    {
+        "action": "stop_instance",
+        "params": {"instance_id": "i-0dev42", "environment": "dev"},
+        "summary": "Stop idle dev instance i-0dev42",
+        "reasoning": "CPU < 1% for 14 days; dev instances are stopped nightly anyway.",
+        "confidence": 0.93,
+    },
+    {
+        "action": "stop_instance",
+        "params": {"instance_id": "i-0prod7", "environment": "production"},
+        "summary": "Stop production instance i-0prod7 (suspected runaway job)",
+        "reasoning": "The instance has run a batch job at 100% CPU for 9 hours, 6x its usual.",
+        "context": {"user_request": "Why is the AWS bill spiking? Fix it.", "ticket": "OPS-1182"},
+        "confidence": 0.74,
+        "review": [("approve", "bob", "confirmed with the batch team", None)],
+    },
+    {
+        "action": "delete_volume",
+        "params": {"volume_id": "vol-0abc123", "size_gb": 500},
+        "summary": "Delete unattached 500 GB volume vol-0abc123",
+        "reasoning": "Unattached for 90 days, no snapshots reference it, tagged owner left.",
+        "confidence": 0.88,
+        "review": [
+            ("approve", "alice", "", None),  # the requester: refused
+            ("approve", "carol", "no data classification tags", None),
+            ("approve", "carol", "", None),  # second vote by the same person: refused
+            ("approve", "dave", "snapshot taken first as vol-0abc123-final", None),
+        ],
+    },
+    {
+        "action": "modify_security_group",
+        "params": {"group_id": "sg-0web", "rule": "0.0.0.0/0:22"},
+        "summary": "Open SSH (22) to the world on sg-0web",
+        "reasoning": "The user cannot reach the bastion from the hotel network.",
+        "confidence": 0.61,
+        "review": [("reject", "erin", "never open 22 to 0.0.0.0/0; use the VPN", None)],
+    },
+    {
+        "action": "refund",
+        "params": {"order_id": "A-1001", "amount": 40.0, "reason": "damaged"},
+        "summary": "Refund $40 for order A-1001",
+        "reasoning": "Photo of the damaged item is attached to the ticket.",
+        "confidence": 0.95,
+    },
+    {
+        "action": "refund",
+        "params": {"order_id": "A-1002", "amount": 250.0, "reason": "late delivery"},
+        "param_schema": {
+            "type": "object",
+            "properties": {
+                "order_id": {"type": "string"},
+                "amount": {"type": "number", "minimum": 0, "maximum": 1000},
+                "reason": {"type": "string", "enum": ["damaged", "late delivery", "other"]},
+            },
+            "required": ["order_id", "amount"],
+        },
+        "summary": "Refund $250 for order A-1002",
+        "reasoning": "Delivery was 9 days late; the customer asks for a full refund.",
+        "confidence": 0.81,
+        "review": [("modify", "bob", "late, not lost: refund the shipping + 50%", {"amount": 150.0})],
+    },
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) -> int:
+    """Run the scripted demo (or leave requests pending with ``interactive``). Exit code."""
+    from hitl.cli import describe
+    from hitl.service import Service
+
+    started_here = False
+    server: EmbeddedServer | None = None
+    if not settings.redis_url:
+        server = EmbeddedServer(settings.data_dir)
+        started_here = not server.alive()
+        _say(f"== embedded server: {server.ensure()} (data: {settings.data_dir})")
+    service = Service(settings)
+    port = port or _free_port()
+    loop = asyncio.new_event_loop()
+    serving = threading.Thread(
+        target=loop.run_until_complete,
+        args=(service.serve(host="127.0.0.1", port=port),),
+        daemon=True,
+    )
+    serving.start()
+    _say(f"== service: intake + http://127.0.0.1:{port}/healthz, policy {service.authority.version}")
+    results: dict[int, Decision | Exception] = {}
+    client = Client(settings=settings, agent_id="it-ops-agent")
+    run_id = time.strftime("%H%M%S")
+    try:
+        waiters = []
+        for n, step in enumerate(SCENARIO):
+            fields = {k: v for k, v in step.items() if k not in ("action", "params", "review")}
+            rid = client.submit(
+                step["action"],
+                step["params"],
+                id=f"demo-{run_id}-{n}",
+                requested_by=REQUESTER,
+                session_id=f"demo-{run_id}",
+                **fields,
+            )
+            _say(f"\nagent -> {step['action']} {step['params']}  (id {rid})")
+            waiter = threading.Thread(target=_wait, args=(client, rid, n, results), daemon=True)
+            waiter.start()
+            waiters.append(waiter)
+            record = _until_stored(service, rid)
+            verdict = record.verdict
+            _say(
+                f"  policy: {verdict.kind.value}, risk {verdict.risk.value}, rule "
+                f"{verdict.rule}: {verdict.reason}"
+            )
+            if record.state.terminal:
+                waiter.join(10)
+                _report(results.get(n))
+                continue
+            if interactive:
+                _say(f"  pending: decide it with `hitl show {rid}` / `hitl approve {rid} --as ...`")
+                continue
+            for act, who, reason, params in step.get("review", []):
+                _review(service, rid, act, who, reason, params)
+            waiter.join(10)
+            _report(results.get(n))
+            if step["action"] == "refund" and n == len(SCENARIO) - 1:
+                _say("\n" + describe(service.store.get(rid)))
+        if interactive:
+            _say("\nRequests are pending. Ctrl-C to stop the service (`hitl server stop` after).")
+            with contextlib.suppress(KeyboardInterrupt):
+                while any(w.is_alive() for w in waiters):
+                    time.sleep(0.5)
+                    for n in list(results):
+                        _report(results.pop(n))
+        ok = _verify_audit(settings, service)
+        _say("\nDone. Try: hitl audit verify / hitl audit export audit.jsonl")
+        return 0 if ok else 1
+    finally:
+        client.close()
+        service.request_stop()
+        serving.join(10)
+        service.stop_intake()
+        if server is not None and started_here and not interactive:
+            server.stop()
+            _say("== embedded server stopped (its AOF keeps the data for next time)")
+
+
+def _wait(client: Client, rid: str, n: int, results: dict[int, Decision | Exception]) -> None:
+    try:
+        decision = client.wait(rid, timeout=3600)
+        if not decision.approved:
+            raise ApprovalRejected(decision)
+        results[n] = decision
+    except HitlError as exc:
+        results[n] = exc
+    except Exception:  # the demo is shutting down under a still-waiting agent
+        return
+
+
+def _until_stored(service: Any, rid: str, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = service.store.find(rid)
+        if record is not None:
+            return record
+        time.sleep(0.01)
+    raise HitlError(f"the intake did not store {rid} within {timeout}s")
+
+
+def _review(
+    service: Any, rid: str, act: str, who: str, reason: str, params: dict[str, Any] | None
+) -> None:
+    entry = getattr(service.authority, "reviewer", lambda _u: None)(who)
+    name = getattr(entry, "display_name", "") or who
+    reviewer = Reviewer(user_id=who, display_name=name, channel="cli")
+    cmd: dict[str, Callable[[], Any]] = {
+        "approve": lambda: service.decider.approve(rid, reviewer, reason),
+        "reject": lambda: service.decider.reject(rid, reviewer, reason),
+        "modify": lambda: service.decider.modify(rid, reviewer, params or {}, reason),
+    }
+    shown = f"hitl {'approve' if act == 'modify' else act} {rid} --as {who}"
+    shown += "".join(f" --param {k}={v}" for k, v in (params or {}).items())
+    shown += f' --reason "{reason}"' if reason else ""
+    time.sleep(0.3)
+    try:
+        result = cmd[act]()
+        _say(f"  $ {shown}\n    -> {result.message}")
+    except RefusedAttempt as exc:
+        _say(f"  $ {shown}\n    -> refused: {exc}")
+
+
+def _report(result: Decision | Exception | None) -> None:
+    if isinstance(result, Decision):
+        modified = f" (modified from {result.original_params})" if result.modified else ""
+        _say(f"  agent <- {result.outcome.value}: runs with {result.params}{modified}")
+    elif isinstance(result, ApprovalRejected):
+        _say(f"  agent <- ApprovalRejected: {result}")
+    elif result is not None:
+        _say(f"  agent <- error: {result}")
+
+
+def _verify_audit(settings: Settings, service: Any) -> bool:
+    from hitl.cli import _audit_entries
+    from hitl.queue.audit import verify_entries
+
+    report = verify_entries(
+        _audit_entries(service.store), settings.audit_key, expect_head=service.store.head()
+    )
+    _say(f"\naudit chain: {report}")
+    return report.ok
