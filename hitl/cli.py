@@ -38,7 +38,7 @@ from hitl.errors import (
     RefusedAttempt,
     StoreUnavailable,
 )
-from hitl.models import Decision, RequestRecord, Reviewer
+from hitl.models import RequestRecord, Reviewer
 
 __all__ = ["main"]
 
@@ -102,7 +102,9 @@ def describe(record: RequestRecord) -> str:
         lines.append(f"  plan {n:>2}.   {step.description or step.action}")
     for vote in record.votes:
         r = vote.reviewer
-        lines.append(f"  approved by {r.display_name or r.user_id} ({r.role or '-'}) at {_when(r.at)}")
+        lines.append(
+            f"  approved by {r.display_name or r.user_id} ({r.role or '-'}) at {_when(r.at)}"
+        )
     if record.decision is not None:
         from hitl.handlers import describe_decision
 
@@ -212,7 +214,11 @@ def cmd_pending(args: argparse.Namespace) -> int:
     _out(
         args,
         header,
-        {"total": page.total, "offset": page.offset, "requests": [_record_json(r) for r in page.records]},
+        {
+            "total": page.total,
+            "offset": page.offset,
+            "requests": [_record_json(r) for r in page.records],
+        },
     )
     return EXIT_OK
 
@@ -285,7 +291,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
             _out(args, f"submitted {request_id}", {"id": request_id})
             return EXIT_OK
         decision = client.wait(request_id, args.wait)
-    _out(args, f"{request_id}: {decision.outcome.value} {decision.reason}".rstrip(), decision.model_dump(mode="json"))
+    _out(
+        args,
+        f"{request_id}: {decision.outcome.value} {decision.reason}".rstrip(),
+        decision.model_dump(mode="json"),
+    )
     return EXIT_OK if decision.approved else EXIT_FAIL
 
 
@@ -379,7 +389,9 @@ def cmd_server(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--policy", help="policy file (default: $HITL_POLICY, else the shipped one)")
+    common.add_argument(
+        "--policy", help="policy file (default: $HITL_POLICY, else the shipped one)"
+    )
 
     parser = argparse.ArgumentParser(
         prog="hitl", description="In-chat human approval for AI agents."

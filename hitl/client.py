@@ -102,7 +102,7 @@ def _terminal_decision(raw: str | bytes | None) -> Decision | None:
     return record.decision if record.state.terminal else None
 
 
-def _cancel_fields(request_id: str, reason: str, agent_id: str | None) -> dict[str, str]:
+def _cancel_fields(request_id: str, reason: str, agent_id: str | None) -> dict[Any, Any]:
     payload = {"id": request_id, "reason": reason, "agent_id": agent_id}
     return {"cancel": json.dumps(payload)}
 
@@ -259,7 +259,9 @@ class AsyncClient:
             raise StoreUnavailable(f"could not queue the request: {exc}") from exc
         return request.id
 
-    async def wait(self, request_id: str, timeout: float | None = None) -> Decision:
+    async def wait(  # noqa: ASYNC109 - same signature as Client.wait; bounds Redis outages too
+        self, request_id: str, timeout: float | None = None
+    ) -> Decision:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         backoff = 0.05
@@ -289,7 +291,7 @@ class AsyncClient:
         action: str,
         params: dict[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - mirrors Client; also sets timeout_s
         **fields: Any,
     ) -> Decision:
         if timeout is not None:
@@ -297,7 +299,9 @@ class AsyncClient:
         request_id = await self.submit(action, params, **fields)
         return await self.wait(request_id, timeout)
 
-    async def cancel(self, request_id: str, reason: str = "", timeout: float = 10.0) -> Decision:
+    async def cancel(  # noqa: ASYNC109 - mirrors Client.cancel
+        self, request_id: str, reason: str = "", timeout: float = 10.0
+    ) -> Decision:
         try:
             await self.redis.xadd(
                 self.keys.requests, _cancel_fields(request_id, reason, self.agent_id)
@@ -367,10 +371,7 @@ def require_approval(
 
         def run(*args: Any, **kwargs: Any) -> Any:
             params = params_of(args, kwargs)
-            if isinstance(client, Client):
-                c = client
-            else:
-                c = holder.setdefault("client", Client())
+            c = client if isinstance(client, Client) else holder.setdefault("client", Client())
             decision = c.request_approval(name, params, timeout=timeout, **fields_for(params))
             if not decision.approved:
                 raise ApprovalRejected(decision)

@@ -95,7 +95,9 @@ SCENARIO: list[dict[str, Any]] = [
         "summary": "Refund $250 for order A-1002",
         "reasoning": "Delivery was 9 days late; the customer asks for a full refund.",
         "confidence": 0.81,
-        "review": [("modify", "bob", "late, not lost: refund the shipping + 50%", {"amount": 150.0})],
+        "review": [
+            ("modify", "bob", "late, not lost: refund the shipping + 50%", {"amount": 150.0})
+        ],
     },
 ]
 
@@ -130,7 +132,9 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
         daemon=True,
     )
     serving.start()
-    _say(f"== service: intake + http://127.0.0.1:{port}/healthz, policy {service.authority.version}")
+    _say(
+        f"== service: intake + http://127.0.0.1:{port}/healthz, policy {service.authority.version}"
+    )
     results: dict[int, Decision | Exception] = {}
     client = Client(settings=settings, agent_id="it-ops-agent")
     run_id = time.strftime("%H%M%S")

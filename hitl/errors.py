@@ -77,7 +77,7 @@ class NotAuthorized(RefusedAttempt):
 
 
 class ApprovalRejected(HitlError):
-    """The request ended in anything but an approval: rejected, expired, cancelled, auto-rejected."""
+    """The request ended in anything but approval: rejected, expired, cancelled, auto-rejected."""
 
     def __init__(self, decision: Decision) -> None:
         who = ", ".join(r.display_name or r.user_id for r in decision.reviewers) or "policy"

@@ -16,7 +16,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -36,7 +36,7 @@ log = logging.getLogger("hitl.service")
 
 
 def load_authority(settings: Settings) -> tuple[Authority, Any]:
-    """The active policy (``--policy``, ``HITL_POLICY``, else the shipped default) and its holder."""
+    """The active policy (``--policy``, ``HITL_POLICY``, else the shipped one) and its holder."""
     from hitl.policies import PolicyHolder
 
     holder = PolicyHolder(settings.policy_path, env=settings.environment)
@@ -68,7 +68,7 @@ class Service:
         if authority is None:
             try:
                 _, self.holder = load_authority(settings)
-                authority = _HeldPolicy(self.holder)  # type: ignore[assignment]
+                authority = cast(Authority, _HeldPolicy(self.holder))
             except ImportError:  # pragma: no cover - the policy package is always shipped
                 authority = OpenAuthority()
         assert authority is not None

@@ -76,8 +76,8 @@ class Decider:
         """One approval. Decides the request once the quorum (two-person rule) is met."""
         reason = _bounded_reason(reason)
 
-        def fn(record: RequestRecord | None) -> Change:
-            record = self._require_open(record, request_id, reviewer, "approve")
+        def fn(current: RequestRecord | None) -> Change:
+            record = self._require_open(current, request_id, reviewer, "approve")
             if isinstance(record, Change):
                 return record
             refusal = self._check_vote(record, reviewer, "approve")
@@ -102,8 +102,8 @@ class Decider:
                 [("reason", "required")],
             )
 
-        def fn(record: RequestRecord | None) -> Change:
-            record = self._require_open(record, request_id, reviewer, "reject")
+        def fn(current: RequestRecord | None) -> Change:
+            record = self._require_open(current, request_id, reviewer, "reject")
             if isinstance(record, Change):
                 return record
             requester = record.request.requested_by
@@ -144,8 +144,8 @@ class Decider:
         current = self.store.get(request_id)
         merged = validate_params(current, params)
 
-        def fn(record: RequestRecord | None) -> Change:
-            record = self._require_open(record, request_id, reviewer, "modify")
+        def fn(current: RequestRecord | None) -> Change:
+            record = self._require_open(current, request_id, reviewer, "modify")
             if isinstance(record, Change):
                 return record
             refusal = self._check_vote(record, reviewer, "modify", votes=[])
@@ -215,8 +215,8 @@ class Decider:
         reason = _bounded_reason(reason)
         who = Reviewer(user_id=actor, channel="agent")
 
-        def fn(record: RequestRecord | None) -> Change:
-            record = self._require_open(record, request_id, who, "cancel")
+        def fn(current: RequestRecord | None) -> Change:
+            record = self._require_open(current, request_id, who, "cancel")
             if isinstance(record, Change):
                 return record
             stamped = who.model_copy(update={"at": self.store.clock()})
@@ -294,7 +294,7 @@ class Decider:
         error: Exception | None = None,
         late: bool = False,
     ) -> Change:
-        details = {"attempt": attempt, "reason": reason, "channel": who.channel}
+        details: dict[str, Any] = {"attempt": attempt, "reason": reason, "channel": who.channel}
         if late:
             details["late"] = True
         event = AuditEvent(

@@ -34,7 +34,7 @@ def pending(
     offset: int = 0,
     limit: int = 20,
 ) -> Page:
-    """Pending requests, soonest deadline first; with ``reviewer_id``, only those they may decide."""
+    """Pending requests, soonest deadline first; with ``reviewer_id``, only what they may decide."""
     if reviewer_id is None:
         return Page(store.pending(offset, limit), offset, store.pending_count())
     auth = authority or OpenAuthority()

@@ -22,7 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import redis
 from pydantic import ValidationError
@@ -46,6 +46,9 @@ from hitl.queue.store import IntakeItem, Store
 
 __all__ = ["Classifier", "IntakeConsumer", "IntakeStats", "validation_errors"]
 
+_Reply = list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]]
+"""What XREADGROUP returns; redis-py types it loosely."""
+
 log = logging.getLogger("hitl.intake")
 
 
@@ -68,7 +71,7 @@ class IntakeStats:
 
 
 def validation_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    """``(field, message)`` pairs a person can act on, e.g. ``("params", "Input should be ...")``."""
+    """``(field, message)`` pairs a person can act on, e.g. ``("params", "Input should be...")``."""
     out = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"]) or "(request)"
@@ -149,7 +152,7 @@ class IntakeConsumer:
         reply = self._raw.xreadgroup(
             self.group, self.name, {self.keys.requests: ">"}, count=self.batch, block=block or None
         )
-        for _stream, entries in reply or []:
+        for _stream, entries in cast(_Reply, reply) or []:
             handled += self.process(entries)
         return handled
 

@@ -16,7 +16,7 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from redis.exceptions import ResponseError
@@ -25,6 +25,9 @@ from hitl.queue.audit import AuditEvent
 from hitl.queue.store import Store
 
 __all__ = ["WebhookDeliverer", "signature_header"]
+
+_Reply = list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]]
+"""What XREADGROUP returns; redis-py types it loosely."""
 
 log = logging.getLogger("hitl.webhooks")
 
@@ -71,7 +74,7 @@ class WebhookDeliverer:
         reply = self.store.redis.xreadgroup(
             self.group, self.name, {self.keys.webhooks: ">"}, count=count, block=block_ms
         )
-        for _stream, got in reply or []:
+        for _stream, got in cast(_Reply, reply) or []:
             entries.extend(got)
         return entries
 
@@ -117,7 +120,13 @@ class WebhookDeliverer:
         return False
 
     async def _finish(
-        self, entry_id: str, request_id: str | None, kind: str, url: str, tries: int, error: str = ""
+        self,
+        entry_id: str,
+        request_id: str | None,
+        kind: str,
+        url: str,
+        tries: int,
+        error: str = "",
     ) -> None:
         details: dict[str, Any] = {"url": url, "attempts": tries}
         if error:
