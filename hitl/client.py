@@ -259,8 +259,10 @@ class AsyncClient:
             raise StoreUnavailable(f"could not queue the request: {exc}") from exc
         return request.id
 
-    async def wait(  # noqa: ASYNC109 - same signature as Client.wait; bounds Redis outages too
-        self, request_id: str, timeout: float | None = None
+    async def wait(
+        self,
+        request_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - same as Client.wait; also bounds outages
     ) -> Decision:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -299,8 +301,11 @@ class AsyncClient:
         request_id = await self.submit(action, params, **fields)
         return await self.wait(request_id, timeout)
 
-    async def cancel(  # noqa: ASYNC109 - mirrors Client.cancel
-        self, request_id: str, reason: str = "", timeout: float = 10.0
+    async def cancel(
+        self,
+        request_id: str,
+        reason: str = "",
+        timeout: float = 10.0,  # noqa: ASYNC109 - mirrors Client.cancel
     ) -> Decision:
         try:
             await self.redis.xadd(
