@@ -111,6 +111,25 @@ class Service:
         if self.holder is None:
             return False, "no policy file in use"
         ok, message = self.holder.reload()
+        self._audit_reload(ok, message)
+        return ok, message
+
+    async def _watch_policy(self, stop: asyncio.Event, every_s: float = 2.0) -> None:
+        """Reload the policy when its file changes (SIGHUP does the same on demand)."""
+        while not stop.is_set():
+            await asyncio.sleep(every_s)
+            if self.holder is None:
+                continue
+            try:
+                changed = await asyncio.to_thread(self.holder.reload_if_changed)
+            except Exception:  # a watcher bug must not stop the service
+                log.exception("policy watch failed")
+                continue
+            if changed is not None:
+                ok, message = changed
+                await asyncio.to_thread(self._audit_reload, ok, message)
+
+    def _audit_reload(self, ok: bool, message: str) -> None:
         event = AuditEvent(
             "policy_reloaded" if ok else "policy_reload_failed",
             None,
@@ -119,7 +138,7 @@ class Service:
             self.authority.version,
         )
         self.store.append_events([event])
-        return ok, message
+        (log.info if ok else log.error)("policy reload: %s", message)
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -179,12 +198,17 @@ class Service:
         await site.start()
         log.info("hitl serving on http://%s:%d (healthz at /healthz)", host, port)
         self.start_intake()
-        hooks = asyncio.create_task(self.webhooks.run(stop))
+        tasks = [
+            asyncio.create_task(self.webhooks.run(stop)),
+            asyncio.create_task(self._watch_policy(stop)),
+        ]
         try:
             await stop.wait()
         finally:
             self.stop_intake()
-            hooks.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await hooks
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await runner.cleanup()
