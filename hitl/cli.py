@@ -244,12 +244,33 @@ def _decide(args: argparse.Namespace, act: Callable[[Any, Reviewer], Any]) -> in
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    if args.break_glass:
+        from hitl.handlers.breakglass import break_glass
+
+        if args.param:
+            raise InvalidRequest("--break-glass approves the params as requested; drop --param")
+        return _decide(args, lambda d, r: break_glass(d, args.id, r, args.reason or ""))
     if not args.param:
         return _decide(args, lambda d, r: d.approve(args.id, r, args.reason or ""))
     store = _store(args)
     record = store.get(args.id)
     params = dict(parse_param(p, record.request.param_schema) for p in args.param)
     return _decide(args, lambda d, r: d.modify(args.id, r, params, args.reason or ""))
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    from hitl.handlers import Decider
+    from hitl.handlers.breakglass import acknowledge
+
+    authority = _authority(args)
+    reviewer = _reviewer(args, authority)
+    record = acknowledge(Decider(_store(args), authority), args.id, reviewer)
+    _out(
+        args,
+        f"{args.id}: break-glass approval acknowledged by {reviewer.user_id}",
+        _record_json(record),
+    )
+    return EXIT_OK
 
 
 def cmd_reject(args: argparse.Namespace) -> int:
@@ -427,7 +448,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as", dest="as_user", help="reviewer (default $HITL_USER)")
     p.add_argument("--reason", default="")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="modify a param")
+    p.add_argument(
+        "--break-glass",
+        action="store_true",
+        help="emergency: approve alone (needs --reason; a second person must `hitl ack` in time)",
+    )
     p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("ack", parents=[common], help="acknowledge a break-glass approval")
+    p.add_argument("id")
+    p.add_argument("--as", dest="as_user", help="reviewer (default $HITL_USER)")
+    p.set_defaults(func=cmd_ack)
 
     p = sub.add_parser("reject", parents=[common], help="reject with a reason")
     p.add_argument("id")

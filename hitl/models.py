@@ -33,6 +33,7 @@ __all__ = [
     "MAX_PARAMS_BYTES",
     "MAX_PAYLOAD_BYTES",
     "ApprovalRequest",
+    "BreakGlass",
     "CardRef",
     "Decision",
     "Destination",
@@ -336,6 +337,16 @@ class Decision(_Strict):
         return max(0.0, self.decided_at - self.requested_at)
 
 
+class BreakGlass(_Strict):
+    """An emergency approval by one person, which a second person must acknowledge in time."""
+
+    by: Reviewer
+    reason: str
+    ack_deadline: float
+    acked_by: Reviewer | None = None
+    overdue_reported: bool = False
+
+
 class RequestRecord(BaseModel):
     """What the store keeps per request (``hitl:req:<id>``): the request, its state and votes."""
 
@@ -353,6 +364,7 @@ class RequestRecord(BaseModel):
     modified_by: list[Reviewer] = Field(default_factory=list)
     decision: Decision | None = None
     cards: list[CardRef] = Field(default_factory=list)
+    break_glass: BreakGlass | None = None
 
     @property
     def id(self) -> str:

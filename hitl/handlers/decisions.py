@@ -183,6 +183,17 @@ class Decider:
                     actor=stamped,
                     events=events,
                 )
+            if verdict.kind is VerdictKind.AUTO_APPROVE:
+                # The policy would approve these params without anyone; a person chose them.
+                note = f"modified params are auto-approvable ({verdict.rule}): {verdict.reason}"
+                return self._terminal(
+                    modified.model_copy(update={"verdict": verdict}),
+                    Outcome.APPROVED,
+                    [stamped],
+                    reason or note,
+                    actor=stamped,
+                    events=events,
+                )
             if verdict.risk != old.risk or verdict.rule != old.rule:
                 again = modified.model_copy(update={"verdict": verdict})
                 events.append(

@@ -49,6 +49,11 @@ class Keys:
         return f"{self.prefix}webhooks"
 
     @property
+    def break_glass(self) -> str:
+        """Sorted set of break-glass approvals awaiting acknowledgement, scored by deadline."""
+        return f"{self.prefix}breakglass"
+
+    @property
     def events(self) -> str:
         """Stream of record changes (``request_id``, ``kinds``, ``state``) for channel adapters:
         whoever changed a request (CLI, Slack, scheduler), every posted card gets re-rendered."""

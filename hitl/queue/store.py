@@ -289,6 +289,12 @@ class Store:
                 pipe.zadd(self.keys.pending, {record.id: score})
             else:
                 pipe.zrem(self.keys.pending, record.id)
+            glass = record.break_glass
+            if glass is not None:
+                if glass.acked_by is None and not glass.overdue_reported:
+                    pipe.zadd(self.keys.break_glass, {record.id: glass.ack_deadline})
+                else:
+                    pipe.zrem(self.keys.break_glass, record.id)
         decision = change.decision
         if decision is not None:
             payload = decision.model_dump_json()
