@@ -152,7 +152,8 @@ class Decider:
             if refusal is not None:
                 return refusal
             new_request = record.request.model_copy(update={"params": merged})
-            verdict = self.authority.evaluate(new_request)
+            at = datetime.datetime.fromtimestamp(self.store.clock(), datetime.UTC)
+            verdict = self.authority.evaluate(new_request, now=at)
             old = record.verdict
             stamped = reviewer.model_copy(update={"at": self.store.clock()})
             details: dict[str, Any] = {
