@@ -1,0 +1,445 @@
+"""The policy file's schema, as pydantic models (the YAML is validated against these).
+
+Only the shape is checked here; cross-references (a role nobody holds, an unknown schedule, an
+escalation loop, a CEL expression that does not compile) are checked by :mod:`._compile`, which
+knows where each value came from in the file. Every model forbids unknown fields so that a typo
+(``aprovals: 2``) is an error instead of a silently ignored line.
+
+Shorthands a person writes by hand are accepted and normalised here:
+
+- durations: ``30s``, ``10m``, ``1h``, ``2d``, ``1w``, ``1h30m`` or a number of seconds;
+- destinations: ``"channel:#ops"``, ``"oncall:primary"``, ``"user:bob"`` or ``{oncall: primary}``;
+- escalation steps: ``"10m -> oncall:secondary"``, ``"60m -> timeout"`` or the mapping form;
+- tools: ``stop_instance: low`` or ``stop_instance: {risk: low, description: ...}``;
+- roles: ``standard: "Level 1 ..."`` or ``manager: {description: ..., includes: [standard]}``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from hitl.models import ACTION_PATTERN, Risk
+
+__all__ = [
+    "BreakGlassConfig",
+    "BusinessHours",
+    "DestinationConfig",
+    "Duration",
+    "EscalationRef",
+    "EscalationStepConfig",
+    "LevelConfig",
+    "Override",
+    "PolicyConfig",
+    "PolicyKind",
+    "PreferenceConfig",
+    "ReviewerConfig",
+    "RoleConfig",
+    "RouteFields",
+    "RuleConfig",
+    "ScheduleConfig",
+    "ToolConfig",
+    "parse_duration",
+    "parse_local_time",
+]
+
+_DURATION = re.compile(
+    r"^\s*(?:(\d+)\s*w)?\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*(?:(\d+)\s*s)?\s*$"
+)
+_UNITS = (7 * 86400, 86400, 3600, 60, 1)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_ALIASES = {d[:3]: d for d in WEEKDAYS}
+
+
+def parse_duration(value: Any) -> int:
+    """``"1h30m"`` -> 5400. A bare number is seconds. Raises ValueError with the accepted forms."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30s, 10m, 1h or 2d is needed, not true/false")
+    if isinstance(value, int):
+        seconds = value
+    elif isinstance(value, str) and (m := _DURATION.match(value)) and any(m.groups()):
+        seconds = sum(int(g) * unit for g, unit in zip(m.groups(), _UNITS, strict=True) if g)
+    else:
+        raise ValueError(
+            f"{value!r} is not a duration; write it like 30s, 10m, 1h, 1h30m, 2d or 1w"
+        )
+    if seconds <= 0:
+        raise ValueError(f"a duration must be longer than zero, like 10m, not {value!r}")
+    return seconds
+
+
+def parse_local_time(value: Any) -> datetime.time:
+    """``"09:00"`` -> 09:00. Also accepts ``"9:30"``."""
+    if isinstance(value, str) and (m := re.match(r"^\s*(\d{1,2}):(\d{2})\s*$", value)):
+        hour, minute = int(m.group(1)), int(m.group(2))
+        if hour < 24 and minute < 60:
+            return datetime.time(hour, minute)
+        if hour == 24 and minute == 0:
+            return datetime.time.max
+    raise ValueError(f'{value!r} is not a time of day; write it as HH:MM, e.g. "09:00"')
+
+
+Duration = Annotated[int, BeforeValidator(parse_duration)]
+LocalTime = Annotated[datetime.time, BeforeValidator(parse_local_time)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+RoleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$")]
+
+
+WeekdayName = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+def _weekday(value: Any) -> Any:
+    """``Mon``, ``monday``, ``MONDAY`` -> ``monday``."""
+    if isinstance(value, str):
+        key = value.strip().lower()
+        return _DAY_ALIASES.get(key[:3], key) if len(key) >= 3 else key
+    return value
+
+
+def _workdays() -> list[WeekdayName]:
+    return ["monday", "tuesday", "wednesday", "thursday", "friday"]
+
+
+Weekday = Annotated[WeekdayName, BeforeValidator(_weekday)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyKind(enum.StrEnum):
+    """How a request is handled once its risk is known (the "HITL policy" column)."""
+
+    AUTONOMOUS = "autonomous"
+    """Approved without a human (low and medium risk only)."""
+    CONDITIONAL = "conditional"
+    """Approved without a human when the agent's confidence is above the threshold or a learned
+    preference covers it; otherwise a human reviews it."""
+    MANDATORY = "mandatory"
+    """A human must approve, every time."""
+    REJECT = "reject"
+    """Refused outright, with the rule's reason."""
+
+
+class DestinationConfig(_Model):
+    """Where a review goes: ``channel:#ops``, ``oncall:primary`` or ``user:bob``."""
+
+    kind: Literal["channel", "oncall", "user"]
+    target: Name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            kind, sep, target = value.partition(":")
+            if not sep or kind.strip() not in ("channel", "oncall", "user") or not target.strip():
+                raise ValueError(
+                    f"{value!r} is not a destination; write channel:#name, oncall:<schedule> "
+                    "or user:<reviewer id>"
+                )
+            return {"kind": kind.strip(), "target": target.strip()}
+        if isinstance(value, dict) and "kind" not in value and len(value) == 1:
+            ((kind, target),) = value.items()
+            if kind in ("channel", "oncall", "user"):
+                return {"kind": kind, "target": target}
+            raise ValueError(f"unknown destination kind {kind!r}; use channel, oncall or user")
+        return value
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+class EscalationStepConfig(_Model):
+    """``after`` (time since the request was created) -> notify someone, or time out."""
+
+    after: Duration
+    notify: DestinationConfig | None = None
+    timeout: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            left, sep, right = value.partition("->")
+            if not sep:
+                raise ValueError(
+                    f'{value!r} is not an escalation step; write "10m -> oncall:secondary" '
+                    'or "60m -> timeout"'
+                )
+            right = right.strip()
+            if right == "timeout":
+                return {"after": left.strip(), "timeout": True}
+            return {"after": left.strip(), "notify": right}
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EscalationStepConfig:
+        if self.timeout == (self.notify is not None):
+            raise ValueError(
+                "an escalation step either notifies someone (notify:) or times out "
+                "(timeout: true), not both and not neither"
+            )
+        return self
+
+
+class EscalationRef(_Model):
+    """A rule's escalation chain: the name of one under ``escalations:`` or the steps inline."""
+
+    name: Name | None = None
+    steps: list[EscalationStepConfig] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, list):
+            return {"steps": value}
+        raise ValueError(
+            "escalation must be the name of a chain under escalations: or a list of steps"
+        )
+
+
+class RouteFields(_Model):
+    """What a rule or a risk level says about handling: every field optional, rules win."""
+
+    policy: PolicyKind | None = None
+    roles: list[RoleName] | None = None
+    approvals: Annotated[int, Field(ge=1, le=10)] | None = None
+    distinct_roles: list[RoleName] | None = None
+    destination: DestinationConfig | None = None
+    escalation: EscalationRef | None = None
+    escalate_to: DestinationConfig | None = None
+    on_timeout: Literal["reject", "approve"] | None = None
+    digest: bool | None = None
+
+    @field_validator("roles", "distinct_roles")
+    @classmethod
+    def _unique(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a role is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _quorum_fits(self) -> RouteFields:
+        if (
+            self.distinct_roles
+            and self.approvals is not None
+            and self.approvals < len(self.distinct_roles)
+        ):
+            raise ValueError(
+                f"approvals is {self.approvals} but distinct_roles needs "
+                f"{len(self.distinct_roles)} different people; raise approvals"
+            )
+        return self
+
+    def routes(self) -> bool:
+        """True when this says anything about handling (not only about risk)."""
+        return any(getattr(self, name) is not None for name in RouteFields.model_fields)
+
+
+class LevelConfig(RouteFields):
+    """The default handling of one risk level."""
+
+    description: str = ""
+    policy: PolicyKind = PolicyKind.MANDATORY
+
+
+class RuleConfig(RouteFields):
+    """One rule: when it matches, it may raise the risk and/or say how to handle the request."""
+
+    name: Name
+    description: str = ""
+    reason: str = ""
+    action: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = None
+    when: str | None = None
+    raise_risk: Risk | None = None
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("when")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("when is empty; remove it to match every request, or write true")
+        return value
+
+
+class PreferenceConfig(_Model):
+    """A learned preference ("always approve shipping refunds under $10").
+
+    It can only turn a low- or medium-risk *conditional* review into an automatic approval;
+    high and critical requests always reach a human.
+    """
+
+    name: Name
+    description: str = ""
+    action: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = None
+    when: str
+    approve: Literal[True] = True
+    learned_from: str = ""
+
+    @field_validator("action", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ToolConfig(_Model):
+    """A tool (action) the agents may call, and its risk level."""
+
+    risk: Risk
+    description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"risk": value} if isinstance(value, str) else value
+
+
+class RoleConfig(_Model):
+    """A role; ``includes`` lets a senior role approve whatever a junior one may."""
+
+    description: str = ""
+    includes: list[RoleName] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        return {"description": value} if isinstance(value, str) else value
+
+
+class ReviewerConfig(_Model):
+    """A person who may review: one id plus the ids chat platforms know them by."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,127}$")]
+    display_name: str = ""
+    slack_id: Name | None = None
+    teams_id: Name | None = None
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    roles: list[RoleName] = Field(default_factory=list)
+
+
+class Override(_Model):
+    """Someone covers a schedule from ``start`` to ``end`` (local time of the schedule)."""
+
+    who: Name
+    start: datetime.datetime
+    end: datetime.datetime
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Override:
+        if self.end <= self.start:
+            raise ValueError("an override must end after it starts")
+        return self
+
+
+class ScheduleConfig(_Model):
+    """A rotation: ``members`` take turns, each for ``every``, the first from ``start``."""
+
+    description: str = ""
+    members: Annotated[list[Name], Field(min_length=1)]
+    start: datetime.datetime = datetime.datetime(2024, 1, 1, 9, 0)
+    every: Duration = 7 * 86400
+    timezone: str | None = None
+    overrides: list[Override] = Field(default_factory=list)
+
+
+class BusinessHours(_Model):
+    """When ``now.business_hours`` is true (in the policy's time zone)."""
+
+    days: list[Weekday] = Field(default_factory=_workdays)
+    start: LocalTime = datetime.time(9, 0)
+    end: LocalTime = datetime.time(17, 0)
+    holidays: list[datetime.date] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BusinessHours:
+        if self.end <= self.start:
+            raise ValueError("business hours must end after they start")
+        return self
+
+
+class Thresholds(_Model):
+    """Confidence thresholds: above ``autonomous`` the agent may act alone (where risk allows);
+    below ``escalate`` the request skips the first reviewer and goes up the chain at once."""
+
+    autonomous: Annotated[float, Field(ge=0.0, le=1.0)] = 0.9
+    escalate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if self.escalate > self.autonomous:
+            raise ValueError("thresholds.escalate must not be above thresholds.autonomous")
+        return self
+
+
+class BreakGlassConfig(_Model):
+    """Emergency approval by one person, acknowledged by a second within ``ack_within``."""
+
+    roles: Annotated[list[RoleName], Field(min_length=1)]
+    ack_within: Duration
+    ack_roles: list[RoleName] = Field(default_factory=list)
+
+
+def _default_levels() -> dict[Risk, LevelConfig]:
+    return {
+        Risk.LOW: LevelConfig(policy=PolicyKind.AUTONOMOUS),
+        Risk.MEDIUM: LevelConfig(policy=PolicyKind.CONDITIONAL),
+        Risk.HIGH: LevelConfig(policy=PolicyKind.MANDATORY),
+        Risk.CRITICAL: LevelConfig(policy=PolicyKind.MANDATORY, approvals=2),
+    }
+
+
+class PolicyConfig(_Model):
+    """The whole policy file."""
+
+    version: (
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")] | None
+    ) = None
+    description: str = ""
+    environment: Name = "production"
+    timezone: str = "UTC"
+    business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    timeout: Duration = 24 * 3600
+    unknown_tool_risk: Risk = Risk.MEDIUM
+    roles: dict[RoleName, RoleConfig] = Field(default_factory=dict)
+    reviewers: list[ReviewerConfig] = Field(default_factory=list)
+    schedules: dict[Name, ScheduleConfig] = Field(default_factory=dict)
+    escalations: dict[Name, Annotated[list[EscalationStepConfig], Field(min_length=1)]] = Field(
+        default_factory=dict
+    )
+    risk_levels: dict[Risk, LevelConfig] = Field(default_factory=_default_levels)
+    tools: dict[Annotated[str, StringConstraints(pattern=ACTION_PATTERN)], ToolConfig] = Field(
+        default_factory=dict
+    )
+    rules: list[RuleConfig] = Field(default_factory=list)
+    preferences: list[PreferenceConfig] = Field(default_factory=list)
+    break_glass: BreakGlassConfig | None = None
+
+    @field_validator("risk_levels")
+    @classmethod
+    def _all_levels(cls, value: dict[Risk, LevelConfig]) -> dict[Risk, LevelConfig]:
+        missing = [r.value for r in Risk if r not in value]
+        if missing:
+            raise ValueError(f"every risk level needs an entry; missing: {', '.join(missing)}")
+        return value
