@@ -184,7 +184,7 @@ class Store:
         def attempt(pipe: Any) -> list[str]:
             pipe.watch(*watch_keys)
             values = pipe.mget(watch_keys)
-            head = ChainHead.parse(values[0])
+            head = start = ChainHead.parse(values[0])
             existing = {k for k, v in zip(watch_keys[1:], values[1:], strict=True) if v}
             pipe.multi()
             outcomes: list[str] = []
@@ -200,7 +200,7 @@ class Store:
                             "at": f"{self.clock():.6f}",
                         },
                     )
-                    head = self._write(pipe, head, Change(events=it.events))
+                    head = self._write(pipe, head, Change(events=it.events), set_head=False)
                     outcomes.append("dead")
                     continue
                 key = self.keys.req(it.record.id)
@@ -212,7 +212,9 @@ class Store:
                         {"stream_id": it.stream_id},
                         it.record.verdict.policy_version,
                     )
-                    head = self._write(pipe, head, Change(events=[*it.events, duplicate]))
+                    head = self._write(
+                        pipe, head, Change(events=[*it.events, duplicate]), set_head=False
+                    )
                     outcomes.append("duplicate")
                     continue
                 existing.add(key)
@@ -221,8 +223,10 @@ class Store:
                     decision=it.decision,
                     events=[*it.events, *it.events_if_stored],
                 )
-                head = self._write(pipe, head, change)
+                head = self._write(pipe, head, change, set_head=False)
                 outcomes.append("stored")
+            if head != start:
+                pipe.set(self.keys.audit_head, head.dumps())
             pipe.xack(self.keys.requests, group, *[it.stream_id for it in items])
             pipe.execute()
             return outcomes
@@ -277,8 +281,13 @@ class Store:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _write(self, pipe: Any, head: ChainHead, change: Change) -> ChainHead:
-        """Queue the commands of ``change`` on a MULTI pipeline; return the new chain head."""
+    def _write(
+        self, pipe: Any, head: ChainHead, change: Change, *, set_head: bool = True
+    ) -> ChainHead:
+        """Queue the commands of ``change`` on a MULTI pipeline; return the new chain head.
+
+        ``set_head=False`` leaves the head key to the caller (a batch sets it once at the end).
+        """
         record = change.record
         events = list(change.events)
         if record is not None:
@@ -334,7 +343,8 @@ class Store:
                 entry = build_entry(head, event, now, self.audit_key)
                 pipe.xadd(self.keys.audit, {"e": json.dumps(entry, ensure_ascii=False)})
                 head = ChainHead(entry["seq"], entry["hash"])
-            pipe.set(self.keys.audit_head, head.dumps())
+            if set_head:
+                pipe.set(self.keys.audit_head, head.dumps())
         return head
 
     def _transact(self, attempt: Callable[[Any], T]) -> T:
