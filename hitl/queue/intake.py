@@ -14,6 +14,7 @@ payload, and the consumer carries on with the next entry::
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -185,18 +186,21 @@ class IntakeConsumer:
         An entry with a ``cancel`` field (``{"id": ..., "reason": ..., "agent_id": ...}``) is an
         agent withdrawing its request: it goes to ``on_cancel`` (the cancel handler) instead.
         """
-        requests = []
+        requests, cancels = [], []
         for sid, fields in entries:
             if (b"cancel" in fields or "cancel" in fields) and not (
                 b"request" in fields or "request" in fields
             ):
-                self._cancel(_s(sid), fields)
+                cancels.append((sid, fields))
             else:
                 requests.append((sid, fields))
         items = [self._item(_s(sid), fields) for sid, fields in requests]
+        # Requests first: a cancel read in the same batch as its request must find it stored.
+        outcomes = self.store.commit_intake(self.group, items) if items else []
+        for sid, fields in cancels:
+            self._cancel(_s(sid), fields)
         if not items:
-            return 0
-        outcomes = self.store.commit_intake(self.group, items)
+            return len(cancels)
         self.stats.add(outcomes)
         if self.on_stored is not None:
             stored = [
@@ -234,7 +238,7 @@ class IntakeConsumer:
     # -- one entry -----------------------------------------------------------------------------
 
     def _item(self, stream_id: str, raw_fields: dict[Any, Any]) -> IntakeItem:
-        fields = {_s(k): _s(v) for k, v in raw_fields.items()}
+        fields = _payload(raw_fields)
         raw = raw_fields.get(b"request", raw_fields.get("request"))
         if raw is None:
             return self._dead(
@@ -255,8 +259,10 @@ class IntakeConsumer:
         except UnicodeDecodeError:
             return self._dead(stream_id, fields, "request is not UTF-8 text")
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_no_constants)
         except json.JSONDecodeError as exc:
+            return self._dead(stream_id, fields, f"request is not valid JSON: {exc}")
+        except ValueError as exc:
             return self._dead(stream_id, fields, f"request is not valid JSON: {exc}")
         if not isinstance(data, dict):
             kind = type(data).__name__
@@ -343,7 +349,7 @@ class IntakeConsumer:
     def _dead(
         self,
         stream_id: str,
-        fields: dict[str, str],
+        fields: dict[str, Any],
         reason: str,
         *,
         errors: list[tuple[str, str]] | None = None,
@@ -351,7 +357,10 @@ class IntakeConsumer:
         keep_payload: bool = True,
     ) -> IntakeItem:
         log.warning("intake: dead-lettered %s: %s", stream_id, reason)
-        size = sum(len(v) for v in fields.values())
+        size = sum(
+            len(v.encode()) if isinstance(v, str) else len(v["base64"]) * 3 // 4
+            for v in fields.values()
+        )
         event = AuditEvent(
             "invalid_request",
             request_id,
@@ -365,6 +374,24 @@ class IntakeConsumer:
             payload=fields if keep_payload else {},
             events=[event],
         )
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (send a string or null instead)")
+
+
+def _payload(raw_fields: dict[Any, Any]) -> dict[str, Any]:
+    """The entry's fields for the dead letter, losslessly: text as is, other bytes as base64."""
+    out: dict[str, Any] = {}
+    for key, value in raw_fields.items():
+        if isinstance(value, bytes):
+            try:
+                out[_s(key)] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                out[_s(key)] = {"base64": base64.b64encode(value).decode("ascii")}
+        else:
+            out[_s(key)] = _s(value)
+    return out
 
 
 def _s(value: Any) -> str:

@@ -68,7 +68,7 @@ class IntakeItem:
     decision: Decision | None = None
     dead_reason: str = ""
     dead_errors: list[tuple[str, str]] = field(default_factory=list)
-    payload: dict[str, str] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
     events: list[AuditEvent] = field(default_factory=list)
     """Audited whatever happens (e.g. the reason an entry was dead-lettered)."""
     events_if_stored: list[AuditEvent] = field(default_factory=list)
