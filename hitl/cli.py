@@ -344,6 +344,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     expect = None
     if args.head:
         seq, _, digest = args.head.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise InvalidRequest(f"--head {args.head!r}: expected SEQ:HASH (64 hex digits)")
         expect = ChainHead(int(seq), digest)
     if args.file:
         with open(args.file, encoding="utf-8") as fh:
@@ -537,6 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HitlError as exc:
         print(f"hitl: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except OSError as exc:
+        print(f"hitl: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         print(f"hitl: Redis is unreachable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -50,9 +50,10 @@ from hitl.errors import (
     ApprovalRejected,
     ApprovalTimeout,
     InvalidRequest,
+    NotFound,
     StoreUnavailable,
 )
-from hitl.models import ApprovalRequest, Decision, RequestRecord
+from hitl.models import MAX_PAYLOAD_BYTES, ApprovalRequest, Decision, RequestRecord
 from hitl.queue.keys import Keys
 from hitl.signing import verify_decision
 
@@ -72,13 +73,26 @@ def build_request(action: str, params: dict[str, Any] | None, **fields: Any) -> 
     data["params"] = params or {}
     data.setdefault("id", uuid.uuid4().hex)
     try:
-        return ApprovalRequest.model_validate(data)
+        request = ApprovalRequest.model_validate(data)
     except ValidationError as exc:
         from hitl.queue.intake import validation_errors
 
         errors = validation_errors(exc)
         text = "; ".join(f"{f}: {m}" for f, m in errors)
         raise InvalidRequest(f"invalid approval request: {text}", errors) from None
+    return check_wire_size(request)
+
+
+def check_wire_size(request: ApprovalRequest) -> ApprovalRequest:
+    """Refuse here what the intake would dead-letter for size (so ``wait`` is never orphaned)."""
+    size = len(request.model_dump_json().encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidRequest(
+            f"the request is {size} bytes as JSON; the limit is {MAX_PAYLOAD_BYTES} "
+            "(shorten reasoning/context/plan, or pass references instead of data)",
+            [("request", "too large")],
+        )
+    return request
 
 
 def _settings(url: str | None, settings: Settings | None) -> Settings:
@@ -149,6 +163,7 @@ class Client:
         if request.id is None:
             request = request.model_copy(update={"id": uuid.uuid4().hex})
         assert request.id is not None
+        check_wire_size(request)
         try:
             self.redis.xadd(self.keys.requests, {"request": request.model_dump_json()})
         except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -204,7 +219,12 @@ class Client:
             self.redis.xadd(self.keys.requests, _cancel_fields(request_id, reason, self.agent_id))
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreUnavailable(f"could not queue the cancellation: {exc}") from exc
-        return self.wait(request_id, timeout)
+        try:
+            return self.wait(request_id, timeout)
+        except ApprovalTimeout:
+            if self.status(request_id) is None:
+                raise NotFound(f"no request {request_id!r} to cancel") from None
+            raise
 
     def status(self, request_id: str) -> RequestRecord | None:
         raw = self.redis.get(self.keys.req(request_id))
@@ -253,6 +273,7 @@ class AsyncClient:
         if request.id is None:
             request = request.model_copy(update={"id": uuid.uuid4().hex})
         assert request.id is not None
+        check_wire_size(request)
         try:
             await self.redis.xadd(self.keys.requests, {"request": request.model_dump_json()})
         except (RedisConnectionError, RedisTimeoutError) as exc:
@@ -313,7 +334,12 @@ class AsyncClient:
             )
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreUnavailable(f"could not queue the cancellation: {exc}") from exc
-        return await self.wait(request_id, timeout)
+        try:
+            return await self.wait(request_id, timeout)
+        except ApprovalTimeout:
+            if await self.status(request_id) is None:
+                raise NotFound(f"no request {request_id!r} to cancel") from None
+            raise
 
     async def status(self, request_id: str) -> RequestRecord | None:
         raw = await self.redis.get(self.keys.req(request_id))
@@ -362,7 +388,14 @@ def require_approval(
                 if isinstance(client, AsyncClient):
                     ac = client
                 else:
-                    ac = state.setdefault("client", AsyncClient())
+                    if "client" not in state:
+                        # A sync Client passed to an async tool lends its settings.
+                        state["client"] = (
+                            AsyncClient(settings=client.settings, agent_id=client.agent_id)
+                            if isinstance(client, Client)
+                            else AsyncClient()
+                        )
+                    ac = state["client"]
                 decision = await ac.request_approval(
                     name, params, timeout=timeout, **fields_for(params)
                 )
@@ -376,7 +409,12 @@ def require_approval(
 
         def run(*args: Any, **kwargs: Any) -> Any:
             params = params_of(args, kwargs)
-            c = client if isinstance(client, Client) else holder.setdefault("client", Client())
+            if isinstance(client, Client):
+                c = client
+            else:
+                if "client" not in holder:
+                    holder["client"] = Client()
+                c = holder["client"]
             decision = c.request_approval(name, params, timeout=timeout, **fields_for(params))
             if not decision.approved:
                 raise ApprovalRejected(decision)

@@ -141,8 +141,8 @@ class Decider:
         approval counts towards the quorum as usual.
         """
         reason = _bounded_reason(reason)
-        current = self.store.get(request_id)
-        merged = validate_params(current, params)
+        if not isinstance(params, dict):
+            raise InvalidRequest("params must be an object", [("params", "not an object")])
 
         def fn(current: RequestRecord | None) -> Change:
             record = self._require_open(current, request_id, reviewer, "modify")
@@ -151,6 +151,8 @@ class Decider:
             refusal = self._check_vote(record, reviewer, "modify", votes=[])
             if refusal is not None:
                 return refusal
+            # Merged on the record as it is now: a concurrent modification is never undone.
+            merged = validate_params(record, params)
             new_request = record.request.model_copy(update={"params": merged})
             at = datetime.datetime.fromtimestamp(self.store.clock(), datetime.UTC)
             verdict = self.authority.evaluate(new_request, now=at)

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from hitl.errors import ConfigError
 
@@ -68,7 +70,12 @@ class EmbeddedServer:
         return f"unix://{self.socket}"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.socket), decode_responses=True)
+        """A client that fails at once (no retries): used for liveness checks and shutdown."""
+        return redis.Redis(
+            unix_socket_path=str(self.socket),
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
+        )
 
     def alive(self) -> bool:
         if not self.socket.exists():

@@ -358,7 +358,7 @@ class IntakeConsumer:
     ) -> IntakeItem:
         log.warning("intake: dead-lettered %s: %s", stream_id, reason)
         size = sum(
-            len(v.encode()) if isinstance(v, str) else len(v["base64"]) * 3 // 4
+            len(v.encode()) if isinstance(v, str) else len(base64.b64decode(v["base64"]))
             for v in fields.values()
         )
         event = AuditEvent(

@@ -89,7 +89,16 @@ class WebhookDeliverer:
                     await asyncio.sleep(1.0)
                     continue
                 if entries:
-                    await asyncio.gather(*(self.deliver(session, e) for e in entries))
+                    results = await asyncio.gather(
+                        *(self.deliver(session, e) for e in entries), return_exceptions=True
+                    )
+                    if any(isinstance(r, BaseException) for r in results):
+                        # Typically Redis failing while auditing/acking: the entries stay
+                        # unacknowledged and are reclaimed later. Back off, keep running.
+                        for r in results:
+                            if isinstance(r, BaseException):
+                                log.warning("webhooks: delivery not finished (%s)", r)
+                        await asyncio.sleep(1.0)
 
     async def deliver(self, session: aiohttp.ClientSession, entry: Sequence[Any]) -> bool:
         entry_id, fields = entry[0], entry[1]

@@ -1,0 +1,499 @@
+"""The intake consumer: raw XADDs in, validated and classified requests (or dead letters) out."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from hitl.handlers import Decider, review_everything
+from hitl.models import (
+    MAX_PAYLOAD_BYTES,
+    ApprovalRequest,
+    Decision,
+    EscalationStep,
+    RequestRecord,
+    State,
+    Verdict,
+    VerdictKind,
+)
+from hitl.queue.audit import verify_entries
+from hitl.queue.intake import IntakeConsumer
+from hitl.queue.store import Store
+from hitl.signing import verify_decision
+from tests.redis_server import RedisServer
+from tests.scenarios.helpers import audit_entries, audit_kinds, drain, xadd_raw
+
+
+def _valid(rid: str, **fields: Any) -> str:
+    return json.dumps({"id": rid, "action": "refund", "params": {"amount": 5}, **fields})
+
+
+def _consumer(store: Store, classify: Any = review_everything, **kw: Any) -> IntakeConsumer:
+    consumer = IntakeConsumer(store, classify, block_ms=0, **kw)
+    consumer.ensure_group()
+    return consumer
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer, r: redis.Redis) -> Iterator[redis.Redis]:
+    """A client that returns bytes (to send and read what is not UTF-8)."""
+    client = redis_server.client(decode=False)
+    yield client
+    client.close()
+
+
+# -- the happy path ----------------------------------------------------------------------------
+
+
+def test_raw_xadd_is_processed(intake: IntakeConsumer, store: Store, r: redis.Redis) -> None:
+    """A hand-written JSON string XADDed by any client becomes a pending request."""
+    sid = xadd_raw(
+        r,
+        '{"id": "r-1", "action": "delete_volume", "params": {"volume_id": "vol-1"},'
+        ' "requested_by": "alice", "risk": "high", "summary": "Delete vol-1"}',
+    )
+    assert 1 == drain(intake)
+    record = store.get("r-1")
+    assert (State.PENDING, {"volume_id": "vol-1"}, "alice", "open") == (
+        record.state,
+        record.params,
+        record.request.requested_by,
+        record.verdict.rule,
+    )
+    assert ["r-1"] == store.pending_ids()
+    submitted = audit_entries(r)[0]
+    assert ("submitted", "r-1", sid, "review") == (
+        submitted["kind"],
+        submitted["request_id"],
+        submitted["details"]["stream_id"],
+        submitted["details"]["verdict"],
+    )
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_request_without_id_gets_one_from_its_stream_id(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """No id: the request is stored as ``x-<stream id>``."""
+    sid = xadd_raw(r, '{"action": "refund"}')
+    drain(intake)
+    assert "refund" == store.get(f"x-{sid}").request.action
+
+
+def test_same_id_twice_is_one_request(intake: IntakeConsumer, store: Store, r: redis.Redis) -> None:
+    """A resubmission keeps the first request and is audited as a duplicate."""
+    xadd_raw(r, _valid("r-1", summary="first"))
+    drain(intake)
+    xadd_raw(r, _valid("r-1", summary="second"))
+    xadd_raw(r, _valid("r-1", summary="third"))
+    drain(intake)
+    assert "first" == store.get("r-1").request.summary
+    assert ["submitted", "duplicate_submission", "duplicate_submission"] == audit_kinds(r, "r-1")
+    assert (1, 2) == (intake.stats.stored, intake.stats.duplicate)
+    assert 1 == store.pending_count()
+
+
+def test_same_id_twice_in_one_batch(intake: IntakeConsumer, store: Store, r: redis.Redis) -> None:
+    """Two copies read in the same batch are still one request."""
+    xadd_raw(r, _valid("r-1", summary="first"))
+    xadd_raw(r, _valid("r-1", summary="second"))
+    assert 2 == intake.run_once(block_ms=0)
+    assert "first" == store.get("r-1").request.summary
+    assert ["submitted", "duplicate_submission"] == audit_kinds(r, "r-1")
+
+
+def test_duplicate_of_a_decided_request_leaves_it_decided(
+    intake: IntakeConsumer, store: Store, decider: Decider, r: redis.Redis
+) -> None:
+    """Resubmitting an already-approved id does not reopen it or deliver a second decision."""
+    from hitl.models import Reviewer
+
+    xadd_raw(r, _valid("r-1"))
+    drain(intake)
+    decider.approve("r-1", Reviewer(user_id="bob"))
+    xadd_raw(r, _valid("r-1"))
+    drain(intake)
+    assert (State.APPROVED, 1, 1) == (
+        store.get("r-1").state,
+        r.llen("hitl:decision:r-1"),
+        r.xlen("hitl:decisions"),
+    )
+
+
+def test_auto_verdicts_decide_at_intake(store: Store, r: redis.Redis) -> None:
+    """Auto-approve and auto-reject are decided, signed and delivered at once."""
+    verdicts = {
+        "yes": Verdict(kind=VerdictKind.AUTO_APPROVE, rule="ok", reason="low risk"),
+        "no": Verdict(kind=VerdictKind.AUTO_REJECT, rule="deny", reason="forbidden"),
+    }
+    consumer = _consumer(store, lambda req: verdicts[req.id])
+    xadd_raw(r, _valid("yes"))
+    xadd_raw(r, _valid("no"))
+    drain(consumer)
+    consumer.close()
+    got = {rid: Decision.model_validate_json(r.lpop(f"hitl:decision:{rid}")) for rid in verdicts}
+    assert (("auto_approved", "low risk"), ("auto_rejected", "forbidden")) == (
+        (got["yes"].outcome.value, got["yes"].reason),
+        (got["no"].outcome.value, got["no"].reason),
+    )
+    for decision in got.values():
+        verify_decision(decision, store.decision_key)
+    assert (State.APPROVED, State.REJECTED, 0) == (
+        store.get("yes").state,
+        store.get("no").state,
+        store.pending_count(),
+    )
+    assert ["submitted", "auto_approved", "delivered"] == audit_kinds(r, "yes")
+
+
+def test_deadline_from_timeout_or_escalation(store: Store, r: redis.Redis) -> None:
+    """timeout_s sets the deadline; else the first escalation step; else none."""
+    escalating = Verdict(kind=VerdictKind.REVIEW, escalation=[EscalationStep(after_s=600)])
+    consumer = _consumer(
+        store, lambda req: escalating if req.id != "plain" else review_everything(req)
+    )
+    xadd_raw(r, _valid("timed", timeout_s=60))
+    xadd_raw(r, _valid("escalated"))
+    xadd_raw(r, _valid("plain"))
+    drain(consumer)
+    consumer.close()
+    rec = {rid: store.get(rid) for rid in ("timed", "escalated", "plain")}
+    assert 60.0 == pytest.approx(rec["timed"].deadline - rec["timed"].created_at)
+    assert 600.0 == pytest.approx(rec["escalated"].deadline - rec["escalated"].created_at)
+    assert rec["plain"].deadline is None
+    assert ["timed", "escalated", "plain"] == store.pending_ids()
+
+
+def test_on_stored_sees_only_new_records(store: Store, r: redis.Redis) -> None:
+    """The on_stored hook (card posting) gets new records, never duplicates or dead letters."""
+    seen: list[list[str]] = []
+    consumer = _consumer(store, on_stored=lambda recs: seen.append([x.id for x in recs]))
+    xadd_raw(r, _valid("r-1"))
+    xadd_raw(r, "not json")
+    xadd_raw(r, _valid("r-1"))
+    xadd_raw(r, _valid("r-2"))
+    drain(consumer)
+    xadd_raw(r, _valid("r-2"))
+    drain(consumer)
+    consumer.close()
+    assert [["r-1", "r-2"]] == seen
+
+
+def test_policy_failure_dead_letters_that_request_only(store: Store, r: redis.Redis) -> None:
+    """A classifier that throws dead-letters its request with the error; others go on."""
+
+    def classify(req: ApprovalRequest) -> Verdict:
+        if req.action == "explode":
+            raise RuntimeError("CEL blew up")
+        return review_everything(req)
+
+    consumer = _consumer(store, classify)
+    xadd_raw(r, _valid("a"))
+    xadd_raw(r, json.dumps({"id": "boom", "action": "explode"}))
+    xadd_raw(r, _valid("b"))
+    drain(consumer)
+    consumer.close()
+    assert ["a", "b"] == sorted(store.pending_ids())
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert "policy evaluation failed: CEL blew up" == dead["reason"]
+    assert ["invalid_request"] == audit_kinds(r, "boom")
+
+
+def test_two_consumers_share_the_work(store: Store, r: redis.Redis) -> None:
+    """Two members of the group split the stream; every request is stored exactly once."""
+    a = _consumer(store, batch=7)
+    b = _consumer(store, batch=7)
+    for i in range(40):
+        xadd_raw(r, _valid(f"r-{i}"))
+    while a.run_once(block_ms=0) + b.run_once(block_ms=0):
+        pass
+    a.close()
+    b.close()
+    assert 40 == a.stats.stored + b.stats.stored
+    assert a.stats.stored > 0 and b.stats.stored > 0
+    assert 40 == store.pending_count()
+    assert 40 == audit_kinds(r).count("submitted")
+
+
+def test_dead_consumer_entries_are_reclaimed(store: Store, r: redis.Redis) -> None:
+    """Entries read but never acknowledged are taken over once idle, and stored once."""
+    for i in range(5):
+        xadd_raw(r, _valid(f"r-{i}"))
+    r.xgroup_create("hitl:requests", "hitl-intake", id="0", mkstream=True)
+    r.xreadgroup("hitl-intake", "crashed", {"hitl:requests": ">"})  # read, then "died"
+    rescuer = _consumer(store, claim_idle_ms=50)
+    assert 0 == rescuer.run_once(block_ms=0)
+    time.sleep(0.1)
+    assert 5 == rescuer.run_once(block_ms=0)
+    assert 0 == rescuer.run_once(block_ms=0)
+    rescuer.close()
+    assert (5, 5, 0) == (
+        rescuer.stats.reclaimed,
+        rescuer.stats.stored,
+        r.xpending("hitl:requests", "hitl-intake")["pending"],
+    )
+
+
+def test_trimmed_pending_entries_are_acknowledged(store: Store, r: redis.Redis) -> None:
+    """An entry trimmed from the stream while pending is acknowledged, not retried forever."""
+    sid = xadd_raw(r, _valid("gone"))
+    r.xgroup_create("hitl:requests", "hitl-intake", id="0", mkstream=True)
+    r.xreadgroup("hitl-intake", "crashed", {"hitl:requests": ">"})
+    r.xdel("hitl:requests", sid)
+    rescuer = _consumer(store, claim_idle_ms=0)
+    rescuer.run_once(block_ms=0)
+    rescuer.close()
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+BIG = "x" * (1024 * 1024)
+BIG_REQUEST = json.dumps({"action": "x", "params": {"blob": BIG}})
+MEDIUM = "x" * (100 * 1024)
+
+MALFORMED: list[tuple[str, dict[str, Any], str, str | None]] = [
+    # (case, stream fields, words the reason must contain, field named in `errors`)
+    ("not json", {"request": "{not json"}, "request is not valid JSON", None),
+    ("empty", {"request": ""}, "request is not valid JSON", None),
+    ("no action", {"request": '{"params": {}}'}, "action: Field required", "action"),
+    ("params list", {"request": '{"action": "x", "params": [1, 2]}'}, "params:", "params"),
+    (
+        "1 MiB params",
+        {"request": BIG_REQUEST},
+        f"request is {len(BIG_REQUEST)} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes",
+        None,
+    ),
+    (
+        "100 KiB params",
+        {"request": json.dumps({"action": "x", "params": {"blob": MEDIUM}})},
+        "params: params serialize to",
+        "params",
+    ),
+    ("unknown risk", {"request": '{"action": "x", "risk": "extreme"}'}, "risk:", "risk"),
+    (
+        "confidence type",
+        {"request": '{"action": "x", "confidence": "very"}'},
+        "confidence:",
+        "confidence",
+    ),
+    ("dry_run type", {"request": '{"action": "x", "dry_run": "maybe"}'}, "dry_run:", "dry_run"),
+    ("timeout type", {"request": '{"action": "x", "timeout_s": -5}'}, "timeout_s:", "timeout_s"),
+    ("action type", {"request": '{"action": 42}'}, "action:", "action"),
+    ("unknown field", {"request": '{"action": "x", "parms": {}}'}, "parms: unknown field", "parms"),
+    ("bad id", {"request": '{"id": "has space", "action": "x"}'}, "id:", "id"),
+    (
+        "schema mismatch",
+        {
+            "request": json.dumps(
+                {
+                    "action": "x",
+                    "params": {"amount": "lots"},
+                    "param_schema": {"properties": {"amount": {"type": "number"}}},
+                }
+            )
+        },
+        "params do not match param_schema at amount",
+        None,
+    ),
+    (
+        "json array",
+        {"request": '[{"action": "x"}]'},
+        "request must be a JSON object, got list",
+        None,
+    ),
+    ("json string", {"request": '"approve me"'}, "request must be a JSON object, got str", None),
+    ("no request field", {"req": '{"action": "x"}'}, "entry has no 'request' field", None),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason", "field"),
+    [pytest.param(f, reason, fld, id=case) for case, f, reason, fld in MALFORMED],
+)
+def test_malformed_input_is_dead_lettered(
+    intake: IntakeConsumer,
+    store: Store,
+    r: redis.Redis,
+    fields: dict[str, Any],
+    reason: str,
+    field: str | None,
+) -> None:
+    """Bad input lands in hitl:dead with a reason naming the problem and the original payload;
+    the valid requests around it are processed, and nothing stays unacknowledged."""
+    xadd_raw(r, _valid("before"))
+    sid = str(r.xadd("hitl:requests", fields))
+    xadd_raw(r, _valid("after"))
+    assert 3 == drain(intake)
+
+    assert ["after", "before"] == sorted(store.pending_ids())
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert reason in dead["reason"], dead["reason"]
+    assert sid == dead["stream_id"]
+    assert fields == json.loads(dead["payload"])
+    if field is not None:
+        assert field in [f for f, _m in json.loads(dead["errors"])]
+    invalid = [e for e in audit_entries(r) if e["kind"] == "invalid_request"]
+    assert [(dead["reason"], sid)] == [
+        (e["details"]["reason"], e["details"]["stream_id"]) for e in invalid
+    ]
+    assert (2, 1) == (intake.stats.stored, intake.stats.dead)
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+    assert verify_entries(audit_entries(r), store.audit_key, expect_head=store.head()).ok
+
+
+def test_invalid_utf8_is_dead_lettered_losslessly(
+    intake: IntakeConsumer, store: Store, r: redis.Redis, raw: redis.Redis
+) -> None:
+    """Bytes that are not UTF-8 are dead-lettered as such, kept as base64; the requests around
+    them go on."""
+    original = b'{"action": "x", "summary": "\xff\xfe"}'
+    xadd_raw(r, _valid("before"))
+    sid = raw.xadd("hitl:requests", {b"request": original, b"note": b"plain"})
+    xadd_raw(r, _valid("after"))
+    assert 3 == drain(intake)
+    assert ["after", "before"] == sorted(store.pending_ids())
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert ("request is not UTF-8 text", sid.decode()) == (dead["reason"], dead["stream_id"])
+    payload = json.loads(dead["payload"])
+    assert (original, "plain") == (base64.b64decode(payload["request"]["base64"]), payload["note"])
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_oversized_request_keeps_its_whole_payload(intake: IntakeConsumer, r: redis.Redis) -> None:
+    """A request over the size limit is dead-lettered complete (README: even over the limit)."""
+    text = json.dumps({"action": "x", "params": {"blob": BIG}})
+    xadd_raw(r, text)
+    drain(intake)
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert text == json.loads(dead["payload"])["request"]
+    assert len(text.encode()) == audit_entries(r)[0]["details"]["bytes"]
+
+
+def test_many_errors_are_all_listed(intake: IntakeConsumer, r: redis.Redis) -> None:
+    """Every invalid field is in ``errors``; the reason summarises them."""
+    xadd_raw(r, '{"action": "a b", "risk": "x", "confidence": 7, "parms": 1}')
+    drain(intake)
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert {"action", "risk", "confidence", "parms"} == {f for f, _ in json.loads(dead["errors"])}
+    assert dead["reason"].startswith("invalid request: ")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_is_not_json(store: Store, r: redis.Redis, constant: str) -> None:
+    """NaN and Infinity are not JSON: dead-lettered, never signed over a value it cannot carry."""
+    consumer = _consumer(store, lambda req: Verdict(kind=VerdictKind.AUTO_APPROVE))
+    xadd_raw(r, '{"id": "n-1", "action": "x", "params": {"amount": ' + constant + "}}")
+    drain(consumer)
+    consumer.close()
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert f"request is not valid JSON: {constant} is not a JSON number" in dead["reason"]
+    assert (None, 0) == (store.find("n-1"), r.llen("hitl:decision:n-1"))
+
+
+# -- cancellations on the stream ---------------------------------------------------------------
+
+
+def test_cancel_entry_reaches_the_handler(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """``cancel`` = {"id", "reason", "agent_id"} cancels the pending request."""
+    xadd_raw(r, _valid("r-1"))
+    drain(intake)
+    r.xadd(
+        "hitl:requests",
+        {"cancel": json.dumps({"id": "r-1", "reason": "re-planned", "agent_id": "bot-7"})},
+    )
+    drain(intake)
+    decision = store.get("r-1").decision
+    assert decision is not None
+    assert ("cancelled", "re-planned", "bot-7") == (
+        decision.outcome.value,
+        decision.reason,
+        decision.reviewers[0].user_id,
+    )
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_cancel_of_a_decided_request_is_refused_and_acknowledged(
+    intake: IntakeConsumer, store: Store, decider: Decider, r: redis.Redis
+) -> None:
+    """A late cancel is refused (audited) and the approval stands."""
+    from hitl.models import Reviewer
+
+    xadd_raw(r, _valid("r-1"))
+    drain(intake)
+    decider.approve("r-1", Reviewer(user_id="bob"))
+    r.xadd("hitl:requests", {"cancel": json.dumps({"id": "r-1"})})
+    drain(intake)
+    assert State.APPROVED == store.get("r-1").state
+    assert "refused" == audit_kinds(r, "r-1")[-1]
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+@pytest.mark.parametrize("payload", ["not json", '{"reason": "no id"}', "[1]"])
+def test_malformed_cancel_is_dead_lettered(
+    intake: IntakeConsumer, r: redis.Redis, payload: str
+) -> None:
+    """A cancel that does not say which request goes to hitl:dead, explaining the format."""
+    r.xadd("hitl:requests", {"cancel": payload})
+    drain(intake)
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert 'cancel must be JSON {"id": ..., "reason": ...}' == dead["reason"]
+    assert {"cancel": payload} == json.loads(dead["payload"])
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_cancel_without_a_handler_is_dead_lettered(store: Store, r: redis.Redis) -> None:
+    """A consumer that cannot cancel says so in hitl:dead instead of dropping the cancel."""
+    consumer = _consumer(store)
+    r.xadd("hitl:requests", {"cancel": json.dumps({"id": "r-1"})})
+    drain(consumer)
+    consumer.close()
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert "this consumer has no cancel handler" == dead["reason"]
+
+
+def test_cancel_right_after_submit_in_one_batch(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """A cancel queued behind its own request (same batch) cancels that request."""
+    xadd_raw(r, _valid("r-1"))
+    r.xadd("hitl:requests", {"cancel": json.dumps({"id": "r-1", "reason": "user gave up"})})
+    assert 2 == intake.run_once(block_ms=0)
+    assert State.CANCELLED == store.get("r-1").state
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_record_is_what_the_agent_sent(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """Every field of the request survives intake unchanged."""
+    request = ApprovalRequest(
+        id="r-1",
+        action="refund",
+        params={"order": "A-1", "amount": 120.5, "note": "ünï"},
+        param_schema={"type": "object"},
+        summary="Refund",
+        reasoning="late",
+        context={"ticket": "T-1"},
+        agent_id="bot",
+        session_id="s-1",
+        requested_by="alice",
+        risk="high",
+        confidence=0.7,
+        plan=["one", "two"],
+        dry_run=True,
+        timeout_s=600,
+        callback_url="https://hooks.example.com/x",
+    )
+    xadd_raw(r, request.model_dump_json())
+    drain(intake)
+    record: RequestRecord = store.get("r-1")
+    assert (request, request.params) == (record.request, record.params)

@@ -1,0 +1,154 @@
+"""End to end: an agent asks (SDK or raw XADD), a human answers on the CLI, the agent acts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+import redis
+
+from hitl.cli import main
+from hitl.client import Client, require_approval
+from hitl.errors import ApprovalRejected
+from hitl.models import Decision, Outcome, State
+from hitl.queue.audit import verify_entries
+from hitl.queue.intake import IntakeConsumer
+from hitl.queue.store import Store
+from hitl.signing import derive_key
+from tests.conftest import SECRET
+from tests.scenarios.helpers import (
+    audit_entries,
+    audit_kinds,
+    consuming,
+    drain,
+    run_in_thread,
+    wait_until,
+)
+
+
+def _pending(store: Store) -> str:
+    return wait_until(lambda: (store.pending_ids() or [None])[0], what="a pending request")
+
+
+def test_sdk_request_cli_modify_agent_gets_the_params(
+    env: None, pintake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """submit -> pending -> `hitl approve --param amount=50` -> the blocked call gets amount 50."""
+    with Client(agent_id="ops-agent") as client:
+
+        def ask() -> Decision:
+            return client.request_approval(
+                "delete_production_data",
+                {"table": "orders", "amount": 100},
+                summary="Purge 100 old orders",
+                requested_by="alice",
+                timeout=30,
+            )
+
+        with consuming(pintake), run_in_thread(ask) as agent:
+            rid = _pending(store)
+            assert State.PENDING == store.get(rid).state
+            assert 0 == main(["approve", rid, "--as", "bob", "--param", "amount=50"])
+        decision: Decision = agent.value
+        assert decision == client.verify(decision)
+    assert (Outcome.APPROVED, {"table": "orders", "amount": 50}, True) == (
+        decision.outcome,
+        decision.params,
+        decision.modified,
+    )
+    assert ({"table": "orders", "amount": 100}, "bob", "Bob Brown", "cli") == (
+        decision.original_params,
+        decision.reviewers[0].user_id,
+        decision.reviewers[0].display_name,
+        decision.reviewers[0].channel,
+    )
+    assert ["submitted", "modified", "vote", "approved", "delivered"] == audit_kinds(r, rid)
+    assert verify_entries(audit_entries(r), store.audit_key, expect_head=store.head()).ok
+
+
+def test_cli_rejection_raises_from_the_decorator(
+    env: None, pintake: IntakeConsumer, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hitl reject --reason` -> the decorated tool raises ApprovalRejected (reason, reviewer)."""
+    ran: list[str] = []
+    with Client() as client:
+
+        @require_approval(client, action="delete_production_data", requested_by="alice")
+        def purge(table: str) -> None:
+            ran.append(table)
+
+        with consuming(pintake), run_in_thread(lambda: purge("orders")) as agent:
+            rid = _pending(store)
+            assert 0 == main(["reject", rid, "--as", "bob", "--reason", "not during the freeze"])
+    err = agent.error
+    assert isinstance(err, ApprovalRejected)
+    assert err.reviewer is not None
+    assert ("not during the freeze", "bob", "Bob Brown", Outcome.REJECTED, []) == (
+        err.reason,
+        err.reviewer.user_id,
+        err.reviewer.display_name,
+        err.outcome,
+        ran,
+    )
+    assert f"request {rid} rejected by Bob Brown: not during the freeze" == str(err)
+    assert f"{rid}: rejected by Bob Brown (bob)" in capsys.readouterr().out
+
+
+def test_raw_xadd_without_the_sdk(env: None, pintake: IntakeConsumer, r: redis.Redis) -> None:
+    """Another language: XADD hand-written JSON, BLPOP the answer, check the HMAC by the formula."""
+    r.xadd(
+        "hitl:requests",
+        {
+            "request": '{"id": "raw-1", "action": "delete_production_data",'
+            ' "params": {"table": "logs"}, "requested_by": "alice"}'
+        },
+    )
+    drain(pintake)
+    assert 0 == main(["approve", "raw-1", "--as", "bob"])
+    _key, raw = r.blpop(["hitl:decision:raw-1"], timeout=5)
+    decision = json.loads(raw)
+    params_sha = hashlib.sha256(
+        json.dumps(decision["params"], sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    message = f"raw-1\n{params_sha}\n{decision['outcome']}".encode()
+    key = derive_key(SECRET, "decision")
+    assert hmac.new(key, message, hashlib.sha256).hexdigest() == decision["signature"]
+    assert ("approved", {"table": "logs"}) == (decision["outcome"], decision["params"])
+
+
+def test_auto_approved_request_never_waits(
+    env: None, pintake: IntakeConsumer, store: Store
+) -> None:
+    """A low-risk tool is approved by the policy; the agent's call returns without a human."""
+    with Client() as client, consuming(pintake):
+        decision = client.request_approval("list_instances", {"region": "eu-west-1"}, timeout=10)
+    assert (Outcome.AUTO_APPROVED, [], 0) == (
+        decision.outcome,
+        decision.reviewers,
+        store.pending_count(),
+    )
+    assert "Listing instances is read-only" in decision.reason
+
+
+def test_two_person_rule_end_to_end(
+    env: None, pintake: IntakeConsumer, store: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """delete_volume needs security AND a lead engineer: one approval waits, the second decides."""
+    with (
+        Client() as client,
+        consuming(pintake),
+        run_in_thread(
+            lambda: client.request_approval(
+                "delete_volume", {"volume_id": "vol-1"}, requested_by="alice", timeout=30
+            )
+        ) as agent,
+    ):
+        rid = _pending(store)
+        assert 0 == main(["approve", rid, "--as", "carol"])
+        assert "1 of 2 approvals" in capsys.readouterr().out
+        assert 1 == main(["approve", rid, "--as", "carol"])
+        assert "has already voted" in capsys.readouterr().err
+        assert 0 == main(["approve", rid, "--as", "dave"])
+    assert ["carol", "dave"] == [rv.user_id for rv in agent.value.reviewers]

@@ -1,0 +1,197 @@
+"""Tampering with the audit chain of a real run is caught, and the first bad seq is named:
+by ``verify_entries``, by ``hitl audit verify`` on Redis, and on an exported file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from hitl.cli import main
+from hitl.errors import AlreadyDecided, NotAuthorized
+from hitl.handlers import Decider
+from hitl.models import Reviewer
+from hitl.queue.audit import ChainHead, _body, _hash, verify_entries
+from hitl.queue.intake import IntakeConsumer
+from hitl.queue.store import Store
+from tests.scenarios.helpers import audit_entries, drain, xadd_raw
+
+Entries = list[dict[str, Any]]
+K = 5  # the (0-based) position that gets tampered with: seq 6
+
+
+def _rehash(entry: dict[str, Any], prev_hash: str) -> dict[str, Any]:
+    """What a tamperer without the key can do: relink and recompute the hash (not the MAC)."""
+    entry = dict(entry, prev_hash=prev_hash)
+    entry["hash"] = _hash(prev_hash, _body(entry))
+    return entry
+
+
+def _modify(e: Entries) -> Entries:
+    e[K] = dict(e[K], details={**e[K]["details"], "reason": "forged"})
+    return e
+
+
+def _delete(e: Entries) -> Entries:
+    del e[K]
+    return e
+
+
+def _insert(e: Entries) -> Entries:
+    forged = _rehash(dict(e[K], seq=K + 1, kind="approved", actor="mallory"), e[K - 1]["hash"])
+    return [*e[:K], forged, *e[K:]]
+
+
+def _swap(e: Entries) -> Entries:
+    e[K], e[K + 1] = e[K + 1], e[K]
+    return e
+
+
+def _rehash_without_key(e: Entries) -> Entries:
+    e[K] = _rehash(dict(e[K], actor="mallory"), e[K - 1]["hash"])
+    return e
+
+
+def _truncate(e: Entries) -> Entries:
+    return e[:-3]
+
+
+TAMPERING: list[tuple[str, Callable[[Entries], Entries], str]] = [
+    ("modify details", _modify, "hash does not match the content"),
+    ("delete one", _delete, "expected seq 6, found 7"),
+    ("insert forged", _insert, "MAC does not match"),
+    ("swap two", _swap, "expected seq 6, found 7"),
+    ("recompute hash without key", _rehash_without_key, "MAC does not match"),
+    ("delete newest", _truncate, "the newest entries were deleted"),
+]
+
+
+@pytest.fixture
+def history(intake: IntakeConsumer, decider: Decider, store: Store, r: redis.Redis) -> Entries:
+    """A realistic chain: submissions, votes, refusals, decisions and deliveries (>= 12)."""
+    for i in range(3):
+        xadd_raw(r, json.dumps({"id": f"r-{i}", "action": "refund", "requested_by": "alice"}))
+    xadd_raw(r, "not json")
+    drain(intake)
+    with pytest.raises(NotAuthorized):
+        decider.approve("r-0", Reviewer(user_id="alice"))
+    decider.approve("r-0", Reviewer(user_id="bob"))
+    decider.reject("r-1", Reviewer(user_id="carol"), "too much")
+    with pytest.raises(AlreadyDecided):
+        decider.approve("r-1", Reviewer(user_id="dave"))
+    decider.modify("r-2", Reviewer(user_id="bob"), {"amount": 5})
+    entries = audit_entries(r)
+    assert len(entries) >= 12
+    assert verify_entries(entries, store.audit_key, expect_head=store.head()).ok
+    return entries
+
+
+def _rewrite_stream(r: redis.Redis, entries: Entries) -> None:
+    """Replace hitl:audit with ``entries`` (the head key is left as the store wrote it)."""
+    r.delete("hitl:audit")
+    for entry in entries:
+        r.xadd("hitl:audit", {"e": json.dumps(entry)})
+
+
+def _head(entries: Entries) -> ChainHead:
+    return ChainHead(entries[-1]["seq"], entries[-1]["hash"])
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [pytest.param(fn, problem, id=name) for name, fn, problem in TAMPERING],
+)
+def test_verify_entries_names_the_first_bad_seq(
+    history: Entries, store: Store, tamper: Callable[[Entries], Entries], problem: str
+) -> None:
+    """verify_entries reports each kind of tampering at the right seq."""
+    head = _head(history)
+    tampered = tamper([dict(e) for e in history])
+    report = verify_entries(tampered, store.audit_key, expect_head=head)
+    expected_seq = len(history) - 2 if tamper is _truncate else K + 1
+    assert (False, expected_seq) == (report.ok, report.first_bad_seq)
+    assert problem in report.problem
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [pytest.param(fn, problem, id=name) for name, fn, problem in TAMPERING],
+)
+def test_cli_verify_catches_tampering_in_redis(
+    env: None,
+    history: Entries,
+    r: redis.Redis,
+    capsys: pytest.CaptureFixture[str],
+    tamper: Callable[[Entries], Entries],
+    problem: str,
+) -> None:
+    """`hitl audit verify` (against Redis and its head key) exits 1 naming the first bad seq."""
+    _rewrite_stream(r, tamper([dict(e) for e in history]))
+    assert 1 == main(["audit", "verify", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    expected_seq = len(history) - 2 if tamper is _truncate else K + 1
+    assert (False, expected_seq) == (data["ok"], data["first_bad_seq"])
+    assert problem in data["problem"]
+    assert 1 == main(["audit", "verify"])
+    assert capsys.readouterr().out.startswith(f"BROKEN at seq {expected_seq}: ")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [pytest.param(fn, problem, id=name) for name, fn, problem in TAMPERING],
+)
+def test_cli_verify_catches_tampering_in_an_exported_file(
+    env: None,
+    history: Entries,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tamper: Callable[[Entries], Entries],
+    problem: str,
+) -> None:
+    """`hitl audit export F`, edit F, `hitl audit verify F --head SEQ:HASH` exits 1 at the seq."""
+    path = tmp_path / "audit.jsonl"
+    assert 0 == main(["audit", "export", str(path), "--json"])
+    head = json.loads(capsys.readouterr().out)["head"]
+    head_arg = f"{head['seq']}:{head['hash']}"
+    assert 0 == main(["audit", "verify", str(path), "--head", head_arg])
+    capsys.readouterr()
+
+    exported = [json.loads(line) for line in path.read_text().splitlines()]
+    assert history == exported
+    tampered = tamper(exported)
+    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in tampered))
+    assert 1 == main(["audit", "verify", str(path), "--head", head_arg, "--json"])
+    data = json.loads(capsys.readouterr().out)
+    expected_seq = len(history) - 2 if tamper is _truncate else K + 1
+    assert (False, expected_seq) == (data["ok"], data["first_bad_seq"])
+    assert problem in data["problem"]
+
+
+def test_exported_file_without_head_misses_only_truncation(
+    env: None, history: Entries, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Offline without --head a truncated file still verifies: why export prints the head."""
+    path = tmp_path / "audit.jsonl"
+    main(["audit", "export", str(path)])
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-3]) + "\n")
+    capsys.readouterr()
+    assert 0 == main(["audit", "verify", str(path)])
+
+
+def test_garbage_line_in_an_exported_file(
+    env: None, history: Entries, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line that is not JSON is reported at its position."""
+    path = tmp_path / "audit.jsonl"
+    main(["audit", "export", str(path)])
+    lines = path.read_text().splitlines()
+    lines[3] = "this is not an audit entry"
+    path.write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert 1 == main(["audit", "verify", str(path)])
+    assert capsys.readouterr().out.startswith("BROKEN at seq 4: ")

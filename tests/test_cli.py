@@ -1,0 +1,458 @@
+"""The ``hitl`` command: human and ``--json`` output, and exit codes (0 ok, 1 refused,
+2 bad input, 3 Redis down), against a real Redis with the shipped policy."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from hitl.cli import main, parse_param
+from hitl.errors import InvalidRequest
+from hitl.models import State
+from hitl.policies import default_policy
+from hitl.queue.audit import AuditEvent
+from hitl.queue.intake import IntakeConsumer
+from hitl.queue.store import Store
+from tests.conftest import SECRET
+from tests.redis_server import RedisServer, free_port
+from tests.scenarios.helpers import consuming, drain, xadd_raw
+
+WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
+    """The CLI's environment: the test Redis, the test secret, no HITL_POLICY (the shipped one)."""
+    monkeypatch.setenv("HITL_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("HITL_SECRET", SECRET.decode())
+
+
+@pytest.fixture
+def pintake(store: Store) -> Iterator[IntakeConsumer]:
+    """An intake that classifies with the shipped policy, as `hitl serve` does."""
+    consumer = IntakeConsumer(store, default_policy().evaluate, block_ms=0)
+    consumer.ensure_group()
+    yield consumer
+    consumer.close()
+
+
+@pytest.fixture
+def run(env: None, capsys: pytest.CaptureFixture[str]) -> Any:
+    """``run(*argv) -> (exit code, stdout, stderr)``."""
+
+    def call(*argv: str) -> tuple[int, str, str]:
+        code = main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
+
+
+def _submit(r: redis.Redis, intake: IntakeConsumer, rid: str, **fields: Any) -> str:
+    fields.setdefault("action", "delete_production_data")
+    fields.setdefault("params", {"table": "orders", "amount": 100})
+    fields.setdefault("requested_by", "alice")
+    xadd_raw(r, json.dumps({"id": rid, **fields}))
+    drain(intake)
+    return rid
+
+
+# -- pending -----------------------------------------------------------------------------------
+
+
+def test_pending_human(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
+    """A header with the count and one row per request: id, risk, votes, summary."""
+    assert (0, "0 pending (all)\n", "") == run("pending")
+    _submit(r, pintake, "r-1", summary="Drop the orders table")
+    _submit(r, pintake, "r-2")
+    code, out, _err = run("pending")
+    lines = out.splitlines()
+    assert (0, "2 pending (all)") == (code, lines[0])
+    assert lines[1].split()[:2] == ["ID", "RISK"]
+    row = next(line for line in lines if line.startswith("r-1"))
+    assert ["r-1", "high", "0/1"] == row.split()[:3]
+    assert row.endswith("Drop the orders table")
+
+
+def test_pending_json_and_paging(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
+    """--json gives total, offset and full records; --limit pages with a hint for the next."""
+    for i in range(3):
+        _submit(r, pintake, f"r-{i}")
+    code, out, _err = run("pending", "--json", "--limit", "2")
+    data = json.loads(out)
+    assert (0, 3, 0, 2) == (code, data["total"], data["offset"], len(data["requests"]))
+    assert {"id", "state", "request", "verdict", "votes"} <= set(data["requests"][0])
+    _code, human, _err = run("pending", "--limit", "2")
+    assert human.rstrip().endswith("... more: --offset 2")
+
+
+def test_pending_as_a_reviewer(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--as (or HITL_USER) lists only what that reviewer may decide; --all lists everything."""
+    _submit(r, pintake, "mine", requested_by="bob")
+    _submit(r, pintake, "theirs")
+    code, out, _err = run("pending", "--as", "bob", "--json")
+    assert (0, ["theirs"]) == (code, [x["id"] for x in json.loads(out)["requests"]])
+    monkeypatch.setenv("HITL_USER", "alice")  # standard role: neither high-risk request
+    assert "0 pending (that alice may decide)" == run("pending")[1].splitlines()[0]
+    assert "2 pending (all)" == run("pending", "--all")[1].splitlines()[0]
+
+
+# -- show --------------------------------------------------------------------------------------
+
+
+def test_show_human_and_json(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
+    """show prints the request for a person, or the whole record with --json."""
+    _submit(r, pintake, "r-1", summary="Drop orders", reasoning="GDPR request", dry_run=True)
+    code, out, _err = run("show", "r-1")
+    assert 0 == code
+    assert out.startswith("r-1  [HIGH]  Drop orders\n")
+    for expected in (
+        "  state      pending",
+        "  action     delete_production_data   ** DRY RUN **",
+        "on behalf of alice",
+        "  needs      1 approval(s) from roles manager",
+        "  reasoning  GDPR request",
+        "    table = orders",
+        "    amount = 100",
+    ):
+        assert expected in out
+    data = json.loads(run("show", "r-1", "--json")[1])
+    assert ("r-1", "pending", "delete_production_data") == (
+        data["id"],
+        data["state"],
+        data["request"]["action"],
+    )
+
+
+def test_show_unknown_id_exits_1(run: Any) -> None:
+    """An unknown id is a failed lookup (1) with a hint on stderr."""
+    code, out, err = run("show", "nope")
+    assert (1, "") == (code, out)
+    assert "hitl: no request 'nope' (check the id with `hitl pending`)\n" == err
+
+
+# -- approve / reject / cancel -----------------------------------------------------------------
+
+
+def test_approve_human_and_json(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """approve prints who decided and when; --json gives the signed decision."""
+    _submit(r, pintake, "r-1")
+    _submit(r, pintake, "r-2")
+    code, out, err = run("approve", "r-1", "--as", "bob", "--reason", "checked")
+    assert (0, "") == (code, err)
+    assert re.fullmatch(rf"r-1: approved by Bob Brown \(bob\) at {WHEN}\n", out)
+    code, out, _err = run("approve", "r-2", "--as", "bob", "--json")
+    data = json.loads(out)
+    assert (0, "r-2", "approved", "approved") == (
+        code,
+        data["id"],
+        data["state"],
+        data["decision"]["outcome"],
+    )
+    assert ("cli", "manager") == (
+        data["decision"]["reviewers"][0]["channel"],
+        data["decision"]["reviewers"][0]["role"],
+    )
+    assert data["decision"]["signature"]
+
+
+def test_approve_with_params(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """--param k=v modifies (JSON-typed values) and approves; show marks what changed."""
+    _submit(r, pintake, "r-1")
+    code, out, _err = run(
+        "approve", "r-1", "--as", "bob", "--param", "amount=50", "--param", "note=half", "--json"
+    )
+    decision = json.loads(out)["decision"]
+    assert (
+        0,
+        {"table": "orders", "amount": 50, "note": "half"},
+        {"table": "orders", "amount": 100},
+    ) == (
+        code,
+        decision["params"],
+        decision["original_params"],
+    )
+    shown = run("show", "r-1")[1]
+    assert "    amount = 50   (was 100)" in shown
+    assert re.search(rf"  decision   approved by Bob Brown \(bob\) at {WHEN}", shown)
+
+
+def test_param_values_follow_the_schema() -> None:
+    """A string-typed param keeps "123" as text; others parse as JSON when they can."""
+    schema = {"properties": {"ticket": {"type": "string"}}}
+    assert [("ticket", "123"), ("amount", 12.5), ("flag", True), ("name", "bob")] == [
+        parse_param(text, schema) for text in ("ticket=123", "amount=12.5", "flag=true", "name=bob")
+    ]
+    with pytest.raises(InvalidRequest, match="write it as name=value"):
+        parse_param("amount", None)
+
+
+def test_second_approval_is_refused_with_exit_1(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer
+) -> None:
+    """A late click says who decided and when, on stderr, with exit code 1."""
+    _submit(r, pintake, "r-1")
+    run("approve", "r-1", "--as", "bob")
+    code, out, err = run("approve", "r-1", "--as", "frank")
+    assert (1, "") == (code, out)
+    assert re.fullmatch(
+        rf"hitl: refused: request r-1 is already approved by Bob Brown \(bob\) at {WHEN}\n", err
+    )
+
+
+def test_unauthorized_reviewer_is_refused(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """A reviewer without the role gets exit 1 and the policy's explanation."""
+    _submit(r, pintake, "r-1")
+    code, _out, err = run("approve", "r-1", "--as", "alice")
+    assert 1 == code
+    assert "hitl: refused: Alice Adams made this request and cannot approve it" in err
+    code, _out, err = run("approve", "r-1", "--as", "carol")
+    assert (1, True) == (code, "needs a reviewer with role 'manager'" in err)
+    assert State.PENDING == store.get("r-1").state
+
+
+def test_reject_human_and_json(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
+    """reject prints the outcome; --json has the state and the reason."""
+    _submit(r, pintake, "r-1")
+    _submit(r, pintake, "r-2")
+    code, out, _err = run("reject", "r-1", "--as", "bob", "--reason", "not during the freeze")
+    assert (0, True) == (code, out.startswith("r-1: rejected by Bob Brown (bob) at "))
+    data = json.loads(run("reject", "r-2", "--as", "bob", "--reason", "no", "--json")[1])
+    assert ("rejected", "no") == (data["state"], data["decision"]["reason"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["reject", "r-1", "--as", "bob", "--reason", " "], "a rejection needs a reason"),
+        (["approve", "r-1"], "who is deciding? pass --as NAME or set HITL_USER"),
+        (["approve", "r-1", "--as", "bob", "--param", "amount"], "write it as name=value"),
+        (["reject", "r-1", "--as", "bob", "--reason", "x" * 3001], "keep it under 3000"),
+    ],
+)
+def test_bad_input_exits_2(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store, argv: list[str], words: str
+) -> None:
+    """Bad input is exit code 2 with a message saying what to fix; nothing changes."""
+    _submit(r, pintake, "r-1")
+    code, out, err = run(*argv)
+    assert (2, "") == (code, out)
+    assert words in err
+    assert State.PENDING == store.get("r-1").state
+
+
+def test_param_against_the_schema_exits_2(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer
+) -> None:
+    """A --param that breaks param_schema names the field."""
+    schema = {"type": "object", "properties": {"amount": {"type": "number", "maximum": 100}}}
+    _submit(r, pintake, "r-1", param_schema=schema)
+    code, _out, err = run("approve", "r-1", "--as", "bob", "--param", "amount=500")
+    assert 2 == code
+    assert "amount: 500 is greater than the maximum of 100" in err
+
+
+def test_reject_without_reason_is_a_usage_error(run: Any) -> None:
+    """argparse refuses ``reject`` without --reason (exit status 2)."""
+    with pytest.raises(SystemExit) as info:
+        run("reject", "r-1", "--as", "bob")
+    assert 2 == info.value.code
+
+
+def test_cancel(run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store) -> None:
+    """cancel withdraws a pending request."""
+    _submit(r, pintake, "r-1")
+    code, out, _err = run("cancel", "r-1", "--as", "agent-1", "--reason", "re-planned")
+    assert (0, True) == (code, out.startswith("r-1: cancelled by agent-1 at "))
+    assert State.CANCELLED == store.get("r-1").state
+
+
+# -- submit ------------------------------------------------------------------------------------
+
+
+def test_submit_file(
+    run: Any, tmp_path: Path, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """submit --json FILE queues the request; --json after it prints the id as JSON."""
+    path = tmp_path / "req.json"
+    path.write_text(json.dumps({"id": "r-1", "action": "delete_production_data"}))
+    assert (0, "submitted r-1\n", "") == run("submit", "--json", str(path))
+    path.write_text(json.dumps({"id": "r-2", "action": "delete_production_data"}))
+    code, out, _err = run("submit", "--json-file", str(path), "--json")
+    assert (0, {"id": "r-2"}) == (code, json.loads(out))
+    drain(pintake)
+    assert ["r-1", "r-2"] == sorted(store.pending_ids())
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("{oops", "is not JSON"),
+        ('{"action": "x", "risk": "extreme"}', "risk: Input should be"),
+        ('{"action": "x", "parms": {}}', "parms: unknown field"),
+    ],
+)
+def test_submit_bad_file_exits_2(
+    run: Any, tmp_path: Path, r: redis.Redis, content: str, words: str
+) -> None:
+    """A file that is not a valid request is exit 2 naming the problem; nothing is queued."""
+    path = tmp_path / "req.json"
+    path.write_text(content)
+    code, _out, err = run("submit", "--json", str(path))
+    assert (2, True) == (code, words in err)
+    assert 0 == r.xlen("hitl:requests")
+
+
+def test_submit_and_wait(run: Any, tmp_path: Path, pintake: IntakeConsumer) -> None:
+    """--wait prints the outcome; an auto-approval exits 0, a still-pending request exits 1."""
+    auto = tmp_path / "auto.json"
+    auto.write_text(json.dumps({"id": "r-1", "action": "list_instances"}))
+    pending = tmp_path / "pending.json"
+    pending.write_text(json.dumps({"id": "r-2", "action": "delete_production_data"}))
+    with consuming(pintake):
+        code, out, _err = run("submit", "--json", str(auto), "--wait", "10")
+        assert (0, True) == (code, out.startswith("r-1: auto_approved "))
+        code, _out, err = run("submit", "--json", str(pending), "--wait", "0.3")
+    assert 1 == code
+    assert "no decision for r-2 within 0.3s; it is still pending" in err
+
+
+# -- dead --------------------------------------------------------------------------------------
+
+
+def test_dead_human_and_json(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
+    """dead lists dead-lettered input with its reason; --json adds the payload."""
+    xadd_raw(r, "{not json")
+    xadd_raw(r, '{"action": "x", "parms": 1}')
+    drain(pintake)
+    code, out, _err = run("dead")
+    lines = out.splitlines()
+    assert (0, "2 dead-lettered") == (code, lines[0])
+    assert "invalid request: parms: unknown field" in lines[1]
+    assert "request is not valid JSON" in lines[2]
+    data = json.loads(run("dead", "--json")[1])
+    assert {"request": "{not json"} == json.loads(data[1]["payload"])
+    assert {"id", "reason", "errors", "payload", "stream_id", "at"} <= set(data[0])
+
+
+# -- audit -------------------------------------------------------------------------------------
+
+
+def test_audit_verify_and_export(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, tmp_path: Path
+) -> None:
+    """verify checks Redis against its head; export writes a file that verifies offline."""
+    _submit(r, pintake, "r-1")
+    run("approve", "r-1", "--as", "bob")
+    code, out, _err = run("audit", "verify")
+    assert (0, True) == (code, out.startswith("OK: 4 entries, head seq 4 hash "))
+    data = json.loads(run("audit", "verify", "--json")[1])
+    assert (True, 4, None) == (data["ok"], data["entries"], data["first_bad_seq"])
+
+    path = tmp_path / "audit.jsonl"
+    code, out, _err = run("audit", "export", str(path))
+    head = f"{data['head']['seq']}:{data['head']['hash']}"
+    assert (0, f"check it offline with: hitl audit verify {path} --head {head}") == (
+        code,
+        out.splitlines()[1],
+    )
+    assert 4 == len(path.read_text().splitlines())
+    assert 0 == run("audit", "verify", str(path), "--head", head)[0]
+
+
+def test_audit_verify_pages_through_long_chains(run: Any, store: Store) -> None:
+    """Chains longer than one XRANGE page (5000) are read and verified completely."""
+    store.append_events([AuditEvent("x", None, "t", {"i": i}) for i in range(5003)])
+    code, out, _err = run("audit", "verify")
+    assert (0, True) == (code, out.startswith("OK: 5003 entries, head seq 5003 "))
+
+
+def test_audit_verify_with_the_wrong_secret_fails(
+    run: Any, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A different HITL_SECRET cannot vouch for the chain: exit 1 at seq 1."""
+    store.append_events([AuditEvent("x", None, "t")])
+    monkeypatch.setenv("HITL_SECRET", "not-the-secret")
+    code, out, _err = run("audit", "verify")
+    assert (1, True) == (code, out.startswith("BROKEN at seq 1: MAC does not match"))
+
+
+# -- Redis down --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pending"],
+        ["show", "r-1"],
+        ["approve", "r-1", "--as", "bob"],
+        ["audit", "verify"],
+        ["dead"],
+    ],
+)
+def test_redis_down_exits_3(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With Redis unreachable every command exits 3 and says so."""
+    monkeypatch.setenv("HITL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("HITL_SECRET", SECRET.decode())
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert 3 == code
+    assert "unreachable" in err and "Connection refused" in err
+
+
+def test_server_status_does_not_start_a_server(run: Any, tmp_path: Path) -> None:
+    """``hitl server status`` reports without starting anything."""
+    code, out, _err = run("server", "status")
+    assert (0, True) == (code, out.startswith("stopped: unix://"))
+
+
+def test_configuration_errors_exit_2(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad setting is exit 2 with a message naming it."""
+    monkeypatch.delenv("HITL_SECRET")
+    monkeypatch.setenv("HITL_SECRET_FILE", "/nonexistent/secret")
+    code, _out, err = run("pending")
+    assert (
+        2,
+        "hitl: configuration: HITL_SECRET_FILE /nonexistent/secret: No such file or directory\n",
+    ) == (
+        code,
+        err,
+    )
+    monkeypatch.setenv("HITL_SECRET", "s")
+    monkeypatch.setenv("HITL_DECISION_TTL", "a week")
+    code, _out, err = run("pending")
+    assert (2, True) == (code, "HITL_DECISION_TTL must be whole seconds" in err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["submit", "--json", "/nonexistent/request.json"],
+        ["audit", "verify", "/nonexistent/audit.jsonl"],
+        ["audit", "export", "/nonexistent/dir/audit.jsonl"],
+        ["audit", "verify", "__FILE__", "--head", "not-a-head"],
+    ],
+)
+def test_bad_paths_and_heads_exit_2(run: Any, tmp_path: Path, argv: list[str]) -> None:
+    """A file that cannot be read or written, or a malformed --head, is bad input (exit 2)."""
+    existing = tmp_path / "audit.jsonl"
+    existing.write_text("")
+    code, _out, err = run(*[str(existing) if a == "__FILE__" else a for a in argv])
+    assert 2 == code
+    assert err.startswith("hitl: ")
