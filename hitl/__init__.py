@@ -22,6 +22,7 @@ from hitl.errors import (
     NotFound,
     RefusedAttempt,
     SignatureError,
+    StaleApproval,
     StoreUnavailable,
 )
 from hitl.models import ApprovalRequest, Decision, Outcome, Risk, State
@@ -46,6 +47,7 @@ __all__ = [
     "RefusedAttempt",
     "Risk",
     "SignatureError",
+    "StaleApproval",
     "State",
     "StoreUnavailable",
     "__version__",

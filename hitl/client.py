@@ -51,6 +51,7 @@ from hitl.errors import (
     ApprovalTimeout,
     InvalidRequest,
     NotFound,
+    StaleApproval,
     StoreUnavailable,
 )
 from hitl.models import MAX_PAYLOAD_BYTES, ApprovalRequest, Decision, RequestRecord
@@ -116,6 +117,14 @@ def _terminal_decision(raw: str | bytes | None) -> Decision | None:
     return record.decision if record.state.terminal else None
 
 
+def _fresh(decision: Decision, max_age: float | None) -> Decision:
+    if max_age is not None and decision.approved:
+        age = time.time() - decision.requested_at
+        if age > max_age:
+            raise StaleApproval(decision, age, max_age)
+    return decision
+
+
 def _cancel_fields(request_id: str, reason: str, agent_id: str | None) -> dict[Any, Any]:
     payload = {"id": request_id, "reason": reason, "agent_id": agent_id}
     return {"cancel": json.dumps(payload)}
@@ -170,10 +179,14 @@ class Client:
             raise StoreUnavailable(f"could not queue the request: {exc}") from exc
         return request.id
 
-    def wait(self, request_id: str, timeout: float | None = None) -> Decision:
+    def wait(
+        self, request_id: str, timeout: float | None = None, *, max_age: float | None = None
+    ) -> Decision:
         """Block until ``request_id`` is decided. Raises :class:`ApprovalTimeout` (still pending).
 
-        Returns the decision whatever its outcome; check ``decision.approved``.
+        Returns the decision whatever its outcome; check ``decision.approved``. With
+        ``max_age``, an approval of a request made more than ``max_age`` seconds ago raises
+        :class:`StaleApproval` so the agent re-validates before acting.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = 0.05
@@ -196,7 +209,8 @@ class Client:
                 backoff = min(backoff * 2, 2.0)
                 continue
             if decision is not None:
-                return self.verify(decision) if self.verify_signatures else decision
+                decision = self.verify(decision) if self.verify_signatures else decision
+                return _fresh(decision, max_age)
 
     def request_approval(
         self,
@@ -284,6 +298,8 @@ class AsyncClient:
         self,
         request_id: str,
         timeout: float | None = None,  # noqa: ASYNC109 - same as Client.wait; also bounds outages
+        *,
+        max_age: float | None = None,
     ) -> Decision:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -307,7 +323,8 @@ class AsyncClient:
                 backoff = min(backoff * 2, 2.0)
                 continue
             if decision is not None:
-                return self.verify(decision) if self.verify_signatures else decision
+                decision = self.verify(decision) if self.verify_signatures else decision
+                return _fresh(decision, max_age)
 
     async def request_approval(
         self,

@@ -12,6 +12,7 @@ approval in ``except hitl.HitlError``::
     │   ├── NotAuthorized        wrong role, self-approval, already voted
     ├── ApprovalRejected         the SDK's answer when the outcome is not an approval
     ├── ApprovalTimeout          the SDK waited longer than its timeout; the request stays pending
+    ├── StaleApproval            an approval older than the agent's ``max_age``: re-validate first
     ├── SignatureError           a Decision whose signature does not verify
     ├── AuditError               the audit chain does not verify (names the first bad seq)
     └── StoreUnavailable         Redis cannot be reached; nothing was written
@@ -36,6 +37,7 @@ __all__ = [
     "NotFound",
     "RefusedAttempt",
     "SignatureError",
+    "StaleApproval",
     "StoreUnavailable",
 ]
 
@@ -98,6 +100,24 @@ class ApprovalTimeout(HitlError):
             f"call wait({request_id!r}) to keep waiting or cancel({request_id!r}) to withdraw it"
         )
         self.request_id = request_id
+
+
+class StaleApproval(HitlError):
+    """An approval of a request made longer ago than the agent's ``max_age``.
+
+    The world may have changed while the human thought about it (prices, instance state): the
+    agent should re-validate its plan, and re-ask if it changed. ``decision`` is still valid.
+    """
+
+    def __init__(self, decision: Decision, age_s: float, max_age: float) -> None:
+        super().__init__(
+            f"request {decision.request_id} was approved, but it was made {age_s:.0f}s ago "
+            f"(max_age {max_age:g}s): re-validate the plan before acting, and re-submit if it "
+            "changed"
+        )
+        self.decision = decision
+        self.age_s = age_s
+        self.max_age = max_age
 
 
 class SignatureError(HitlError):

@@ -27,6 +27,7 @@ PUBLIC = [
     "RefusedAttempt",
     "Risk",
     "SignatureError",
+    "StaleApproval",
     "State",
     "StoreUnavailable",
     "__version__",
@@ -64,6 +65,7 @@ def test_exception_tree() -> None:
         "ApprovalRejected": "HitlError",
         "ApprovalTimeout": "HitlError",
         "SignatureError": "HitlError",
+        "StaleApproval": "HitlError",
         "AuditError": "HitlError",
         "StoreUnavailable": "HitlError",
     }
