@@ -181,6 +181,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from hitl.queue.jobs import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_worker(_settings(args), burst=args.burst)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from hitl.demo import run_demo
 
@@ -426,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--consumers", type=int, default=1, help="intake consumers in this process")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "worker",
+        parents=[common],
+        help="the RQ worker + scheduler: escalations, reminders, digests",
+    )
+    p.add_argument("--burst", action="store_true", help="run due jobs, then exit")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("demo", parents=[common], help="the IT-operations demo on embedded Redis")
     p.add_argument("--port", type=int, default=0, help="HTTP port (default: a free one)")

@@ -74,6 +74,15 @@ SCENARIO: list[dict[str, Any]] = [
         "review": [("reject", "erin", "never open 22 to 0.0.0.0/0; use the VPN", None)],
     },
     {
+        "action": "delete_volume",
+        "params": {"volume_id": "vol-0old99", "size_gb": 20},
+        "summary": "Delete old 20 GB volume vol-0old99",
+        "reasoning": "Cleanup of a volume unattached for a year.",
+        "confidence": 0.9,
+        "timeout_s": 3,
+        "silence": True,  # nobody answers: the worker applies deny-by-default
+    },
+    {
         "action": "refund",
         "params": {"order_id": "A-1001", "amount": 40.0, "reason": "damaged"},
         "summary": "Refund $40 for order A-1001",
@@ -123,7 +132,11 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
         server = EmbeddedServer(settings.data_dir)
         started_here = not server.alive()
         _say(f"== embedded server: {server.ensure()} (data: {settings.data_dir})")
+    from hitl.queue.jobs import start_worker, stop_worker
+
     service = Service(settings)
+    worker = start_worker(settings, url=server.url if server is not None else None)
+    _say(f"== RQ worker with scheduler: pid {worker.pid} (escalations, reminders, digests)")
     port = port or _free_port()
     loop = asyncio.new_event_loop()
     serving = threading.Thread(
@@ -141,7 +154,9 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
     try:
         waiters = []
         for n, step in enumerate(SCENARIO):
-            fields = {k: v for k, v in step.items() if k not in ("action", "params", "review")}
+            fields = {
+                k: v for k, v in step.items() if k not in ("action", "params", "review", "silence")
+            }
             rid = client.submit(
                 step["action"],
                 step["params"],
@@ -167,9 +182,11 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
             if interactive:
                 _say(f"  pending: decide it with `hitl show {rid}` / `hitl approve {rid} --as ...`")
                 continue
+            if step.get("silence"):
+                _say(f"  ... nobody answers within timeout_s={step['timeout_s']}s")
             for act, who, reason, params in step.get("review", []):
                 _review(service, rid, act, who, reason, params)
-            waiter.join(10)
+            waiter.join(20)
             _report(results.get(n))
             if step["action"] == "refund" and n == len(SCENARIO) - 1:
                 _say("\n" + describe(service.store.get(rid)))
@@ -188,6 +205,7 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
         service.request_stop()
         serving.join(10)
         service.stop_intake()
+        stop_worker(worker)
         if server is not None and started_here and not interactive:
             server.stop()
             _say("== embedded server stopped (its AOF keeps the data for next time)")

@@ -26,7 +26,9 @@ from hitl.handlers import Authority, Decider, OpenAuthority
 from hitl.models import ApprovalRequest, RequestRecord, Verdict
 from hitl.queue.audit import AuditEvent
 from hitl.queue.connection import open_store
+from hitl.queue.digest import Digests
 from hitl.queue.intake import IntakeConsumer
+from hitl.queue.scheduler import Scheduler, SchedulerConfig, StreamSink
 from hitl.queue.store import Store
 from hitl.queue.webhooks import WebhookDeliverer
 
@@ -74,6 +76,10 @@ class Service:
         assert authority is not None
         self.authority: Authority = authority
         self.decider = Decider(self.store, self.authority)
+        config = SchedulerConfig.from_env()
+        self.notifications = StreamSink(self.store)
+        self.digests = Digests(self.store, self.notifications, config)
+        self.scheduler = Scheduler(self.store, config, folder=self.digests)
         self.stored_hooks: list[Callable[[list[RequestRecord]], None]] = []
         self.consumers = [
             IntakeConsumer(
@@ -97,9 +103,14 @@ class Service:
         return self.authority.evaluate(request)
 
     def _on_stored(self, records: list[RequestRecord]) -> None:
+        try:
+            cards = self.scheduler.on_stored(records)  # schedules jobs; folds digests and bursts
+        except Exception:  # scheduling must not stop intake; the tick's sweep catches up
+            log.exception("scheduling failed")
+            cards = list(records)
         for hook in self.stored_hooks:
             try:
-                hook(records)
+                hook(cards)
             except Exception:  # an adapter's failure must not stop intake
                 log.exception("on_stored hook failed")
 
@@ -197,6 +208,7 @@ class Service:
         site = web.TCPSite(runner, host, port)
         await site.start()
         log.info("hitl serving on http://%s:%d (healthz at /healthz)", host, port)
+        await asyncio.to_thread(self.scheduler.arm_tick)
         self.start_intake()
         tasks = [
             asyncio.create_task(self.webhooks.run(stop)),

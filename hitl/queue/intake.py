@@ -287,11 +287,12 @@ class IntakeConsumer:
 
     def _accepted(self, stream_id: str, request: ApprovalRequest, verdict: Verdict) -> IntakeItem:
         now = self.store.clock()
-        deadline: float | None = None
+        # The deadline is the next thing that happens: the first escalation, or the agent's own
+        # timeout if that comes sooner (the scheduler moves it along the chain).
+        firsts = [s.after_s for s in verdict.escalation[:1]]
         if request.timeout_s is not None:
-            deadline = now + request.timeout_s
-        elif verdict.escalation:
-            deadline = now + verdict.escalation[0].after_s
+            firsts.append(request.timeout_s)
+        deadline = now + min(firsts) if firsts else None
         record = RequestRecord(
             request=request,
             verdict=verdict,

@@ -1,0 +1,278 @@
+"""The RQ job functions, and the worker that runs them.
+
+Jobs take ids and numbers, never live clients (``escalate_job("r-42", 2)``), and build what they
+need from the environment once per process (``HITL_REDIS_URL``, ``HITL_SECRET``, ``HITL_PREFIX``:
+see :class:`~hitl.config.Settings`; pacing: :meth:`SchedulerConfig.from_env`). Every job re-reads
+the request and does nothing if it is already decided, so running one twice, late or after a
+newer one is harmless. Transient failures (Redis unreachable) raise, and rq retries them
+(``Retry`` on every job); the periodic tick's sweep also catches any overdue request whose job
+was lost.
+
+This module is the worker's composition root, the one place in ``hitl.queue`` that calls the
+use cases in :mod:`hitl.handlers` (as ``hitl.service`` does for the web process).
+
+Tests inject a store with a :class:`~hitl.queue.scheduler.ManualClock` and run jobs in-process::
+
+    with use_context(JobContext.build(store)) as ctx:
+        ctx.scheduler.enqueue_due()
+        SimpleWorker([ctx.scheduler.queue], connection=ctx.scheduler.connection).work(burst=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from hitl.config import Settings
+from hitl.errors import NotFound
+from hitl.handlers.timeouts import Action, Escalation, due_level, escalate, notices, remind
+from hitl.queue.digest import Digests
+from hitl.queue.keys import Keys
+from hitl.queue.scheduler import (
+    HitlWorker,
+    ManualClock,
+    NotificationSink,
+    Scheduler,
+    SchedulerConfig,
+    StreamSink,
+    raw_connection,
+)
+from hitl.queue.store import Store
+
+__all__ = [
+    "JobContext",
+    "configure",
+    "context",
+    "digest_job",
+    "escalate_job",
+    "remind_job",
+    "run_worker",
+    "start_worker",
+    "stop_worker",
+    "tick_job",
+    "use_context",
+]
+
+log = logging.getLogger("hitl.jobs")
+SWEEP_BATCH = 500
+MAX_EARLY_S = 1.0
+
+
+@dataclass
+class JobContext:
+    """What the jobs of one process share: the store (and its clock), the scheduler, the sink,
+    and the ``sleep`` that goes with the clock (a :class:`ManualClock` moves instead)."""
+
+    store: Store
+    scheduler: Scheduler
+    sink: NotificationSink
+    digests: Digests
+    sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def build(
+        cls,
+        store: Store,
+        config: SchedulerConfig | None = None,
+        *,
+        sink: NotificationSink | None = None,
+    ) -> JobContext:
+        config = config or SchedulerConfig()
+        sink = sink or StreamSink(store)
+        digests = Digests(store, sink, config)
+        scheduler = Scheduler(store, config, connection=raw_connection(store.redis), folder=digests)
+        sleep = store.clock.sleep if isinstance(store.clock, ManualClock) else time.sleep
+        return cls(store, scheduler, sink, digests, sleep)
+
+    def wait_until(self, at: float | None) -> None:
+        """rq promotes a job up to a second before its time (whole-second scores): wait the
+        rest, so that a deadline is acted on at its time, never before."""
+        if at is not None:
+            delay = at - self.store.clock()
+            if 0 < delay <= MAX_EARLY_S:
+                self.sleep(delay)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, config: SchedulerConfig | None = None) -> JobContext:
+        from hitl.queue.connection import open_store
+
+        return cls.build(open_store(settings), config or SchedulerConfig.from_env())
+
+
+_lock = threading.Lock()
+_current: JobContext | None = None
+
+
+def configure(ctx: JobContext | None) -> None:
+    """Set (or, with None, forget) the context the jobs of this process use."""
+    global _current
+    with _lock:
+        _current = ctx
+
+
+def context() -> JobContext:
+    """The context set with :func:`configure`, else one built from the environment."""
+    global _current
+    with _lock:
+        if _current is None:
+            _current = JobContext.from_settings(Settings.from_env())
+        return _current
+
+
+@contextlib.contextmanager
+def use_context(ctx: JobContext) -> Iterator[JobContext]:
+    """Run jobs in-process against ``ctx`` (tests); the previous context comes back after."""
+    global _current
+    with _lock:
+        saved, _current = _current, ctx
+    try:
+        yield ctx
+    finally:
+        with _lock:
+            _current = saved
+
+
+# -- the jobs ----------------------------------------------------------------------------------
+
+
+def escalate_job(request_id: str, level: int, at: float | None = None) -> str:
+    """At level ``level``'s deadline ``at``: escalate (or time out), tell people, schedule the
+    next level."""
+    ctx = context()
+    ctx.wait_until(at)
+    try:
+        result = _escalate(ctx, request_id, level)
+    except NotFound:
+        return "noop"
+    if result.action is Action.NOT_DUE and result.step is not None:
+        # Ran early (a modification changed the verdict and its chain): come back on time.
+        due = result.step.due_at
+        job_id = f"{ctx.scheduler.job_id('esc', request_id, level)}-at{int(due)}"
+        ctx.scheduler.schedule_at("escalate_job", (request_id, level, due), due, job_id)
+    return result.action.value
+
+
+def _escalate(ctx: JobContext, request_id: str, level: int, now: float | None = None) -> Escalation:
+    """Escalate, tell whoever must be told (once), and schedule the next level's job."""
+    result = escalate(ctx.store, request_id, level, now)
+    for notice in notices(result):
+        ctx.sink.send(notice)
+    if result.record is not None:
+        ctx.scheduler.schedule(result.record, now)  # nothing once decided or already scheduled
+    return result
+
+
+def remind_job(request_id: str, level: int, at: float | None = None) -> str:
+    """Before level ``level``'s deadline: remind whoever is being waited on (at most once)."""
+    ctx = context()
+    ctx.wait_until(at)
+    notice = remind(ctx.store, request_id, level)
+    if notice is None:
+        return "noop"
+    return "sent" if ctx.sink.send(notice) else "already sent"
+
+
+def digest_job(dest: str | None = None) -> list[str]:
+    """Post ``dest``'s digest now, or (without ``dest``) every digest that is due. Digest ids."""
+    ctx = context()
+    if dest is None:
+        return [d.id for d in ctx.digests.post_due()]
+    digest = ctx.digests.post(dest)
+    return [digest.id] if digest is not None else []
+
+
+def tick_job() -> dict[str, Any]:
+    """The periodic job: re-arm itself, sweep overdue requests, post due digests.
+
+    The sweep is the safety net under the per-level jobs: any pending request whose deadline
+    has passed (a job lost with a flushed queue, a chain changed by a modification) is escalated
+    to the level that is due now.
+    """
+    ctx = context()
+    now = ctx.store.clock()
+    ctx.scheduler.arm_tick(now)  # first: a failure below must not stop the ticking
+    swept = 0
+    store = ctx.store
+    overdue = store.redis.zrangebyscore(store.keys.pending, "-inf", now, start=0, num=SWEEP_BATCH)
+    for request_id in overdue:
+        record = store.find(str(request_id))
+        if record is None:
+            continue
+        level = due_level(record, now)
+        if level > record.escalation_level:
+            swept += _escalate(ctx, record.id, level, now).changed
+    digests = ctx.digests.post_due(now)
+    return {"swept": swept, "digests": len(digests)}
+
+
+# -- the worker --------------------------------------------------------------------------------
+
+
+def run_worker(
+    settings: Settings,
+    config: SchedulerConfig | None = None,
+    *,
+    burst: bool = False,
+    with_scheduler: bool = True,
+) -> bool:
+    """``hitl worker``: an :class:`HitlWorker` on the hitl queue, jobs bound to ``settings``."""
+    ctx = JobContext.from_settings(settings, config)
+    configure(ctx)
+    worker = HitlWorker([ctx.scheduler.queue], connection=ctx.scheduler.connection)
+    worker.config = ctx.scheduler.config
+    log.info("hitl worker on queue %s (scheduler: %s)", ctx.scheduler.queue.name, with_scheduler)
+    return worker.work(burst=burst, with_scheduler=with_scheduler)
+
+
+def start_worker(
+    settings: Settings,
+    *,
+    url: str | None = None,
+    burst: bool = False,
+    log_file: IO[bytes] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``rq worker --with-scheduler -w hitl.queue.scheduler.HitlWorker`` as a child process
+    (``hitl demo``, benchmarks, tests), in its own process group with its scheduler child.
+
+    ``url`` defaults to ``settings.redis_url`` (the embedded server's URL when that is None).
+    Stop it with :func:`stop_worker`.
+    """
+    from hitl.queue.connection import redis_url
+
+    url = url or redis_url(settings)
+    child_env = {
+        **os.environ,
+        "HITL_REDIS_URL": url,
+        "HITL_PREFIX": settings.prefix,
+        "HITL_DATA_DIR": str(settings.data_dir),
+        "HITL_SECRET": settings.require_secret().decode(),
+        **(env or {}),
+    }
+    queue = SchedulerConfig.from_env().queue_name(Keys(settings.prefix))
+    cmd = [sys.executable, "-m", "rq.cli", "worker", "--with-scheduler"]
+    cmd += ["-w", f"{HitlWorker.__module__}.{HitlWorker.__name__}", "--url", url]
+    cmd += ["--burst", queue] if burst else [queue]
+    out = log_file if log_file is not None else subprocess.DEVNULL
+    return subprocess.Popen(cmd, env=child_env, stdout=out, stderr=out, start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """A warm shutdown (the worker finishes its job and stops its scheduler), then SIGKILL for
+    whatever is left of its process group. Returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait(timeout)

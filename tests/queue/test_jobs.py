@@ -1,0 +1,245 @@
+"""The RQ jobs, run by a real rq SimpleWorker against a real Redis, with a moved clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from rq import SimpleWorker
+from rq.job import Job, JobStatus
+
+from hitl.config import Settings
+from hitl.models import (
+    ApprovalRequest,
+    Destination,
+    EscalationStep,
+    RequestRecord,
+    State,
+    Verdict,
+    VerdictKind,
+)
+from hitl.queue import jobs
+from hitl.queue.audit import AuditEvent
+from hitl.queue.jobs import JobContext, use_context
+from hitl.queue.scheduler import ManualClock, SchedulerConfig, StreamSink
+from hitl.queue.store import Change, Store
+from tests.redis_server import free_port
+from tests.scenarios.helpers import audit_entries, audit_kinds
+
+T0 = 1_900_000_000.0
+CHAIN = [
+    EscalationStep(after_s=600, target=Destination(kind="oncall", target="secondary")),
+    EscalationStep(after_s=1200, target=Destination(kind="oncall", target="managers")),
+    EscalationStep(after_s=3600, timeout=True),
+]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+@pytest.fixture
+def store(r: redis.Redis, settings: Settings, clock: ManualClock) -> Store:
+    return Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key, clock=clock)
+
+
+@pytest.fixture
+def ctx(store: Store) -> Iterator[JobContext]:
+    """Jobs in this process use the test's store (and its clock)."""
+    context = JobContext.build(store, SchedulerConfig(remind_before_s=120, retry_intervals=(1,)))
+    with use_context(context):
+        yield context
+    context.scheduler.connection.close()
+
+
+class BurstWorker(SimpleWorker):
+    """rq's SimpleWorker minus its remote-command pub/sub thread (which takes ~1 s to stop)."""
+
+    def subscribe(self) -> None:
+        pass
+
+
+def run_due(ctx: JobContext) -> int:
+    """What the RQ scheduler + a worker do when the clock reaches now: returns jobs promoted."""
+    promoted = ctx.scheduler.enqueue_due()
+    BurstWorker([ctx.scheduler.queue], connection=ctx.scheduler.connection).work(burst=True)
+    return promoted
+
+
+def _put(store: Store, rid: str = "r1", **verdict: Any) -> RequestRecord:
+    verdict.setdefault("escalation", CHAIN)
+    verdict.setdefault("destination", Destination(kind="oncall", target="primary"))
+    req = ApprovalRequest(id=rid, action="stop_instance", summary=f"Stop {rid}", requested_by="al")
+    record = RequestRecord(
+        request=req,
+        verdict=Verdict(kind=VerdictKind.REVIEW, policy_version="pv1", **verdict),
+        created_at=store.clock(),
+        deadline=store.clock() + 600,
+        params=req.params,
+    )
+    store.update(rid, lambda _c: Change(record=record, events=[AuditEvent("submitted", rid, "a")]))
+    return record
+
+
+def _notes(ctx: JobContext) -> list[tuple[str, str]]:
+    sink = ctx.sink
+    assert isinstance(sink, StreamSink)
+    return [(n.kind, n.key) for _, n in sink.read()]
+
+
+def test_the_chain_runs_on_a_real_worker(ctx: JobContext, clock: ManualClock) -> None:
+    """Reminder, level 1, level 2, timeout: each job fires when the clock reaches it."""
+    ctx.scheduler.schedule(_put(ctx.store))
+    assert 0 == run_due(ctx)
+    clock.advance(480)
+    run_due(ctx)
+    assert [("reminder", "remind:r1:1")] == _notes(ctx)
+    clock.advance(120)
+    run_due(ctx)
+    assert (1, State.PENDING) == (ctx.store.get("r1").escalation_level, ctx.store.get("r1").state)
+    for step in (480, 120, 2280, 120):
+        clock.advance(step)
+        run_due(ctx)
+    assert State.EXPIRED == ctx.store.get("r1").state
+    assert [
+        ("reminder", "remind:r1:1"),
+        ("escalated", "esc:r1:1"),
+        ("reminder", "remind:r1:2"),
+        ("escalated", "esc:r1:2"),
+        ("reminder", "remind:r1:3"),
+        ("expired", "timeout:r1"),
+    ] == _notes(ctx)
+    assert ["submitted", "escalated", "escalated", "expired", "delivered"] == audit_kinds(
+        ctx.store.redis, "r1"
+    )
+
+
+def test_a_job_run_twice_acts_and_tells_once(ctx: JobContext, clock: ManualClock) -> None:
+    """Running escalate_job again (a retry, a duplicate) changes nothing and notifies nobody."""
+    _put(ctx.store)
+    clock.advance(600)
+    assert "escalated" == jobs.escalate_job("r1", 1)
+    head = ctx.store.head()
+    assert "noop" == jobs.escalate_job("r1", 1)
+    assert head == ctx.store.head()
+    assert [("escalated", "esc:r1:1")] == _notes(ctx)
+
+
+def test_notification_lost_in_a_crash_is_sent_by_the_retry(
+    ctx: JobContext, clock: ManualClock
+) -> None:
+    """If a job dies after its transaction, its retry sends the notification it owed."""
+    from hitl.handlers.timeouts import escalate
+
+    _put(ctx.store)
+    clock.advance(600)
+    escalate(ctx.store, "r1", 1)  # the transaction committed, then the worker died
+    assert [] == _notes(ctx)
+    assert "noop" == jobs.escalate_job("r1", 1)
+    assert [("escalated", "esc:r1:1")] == _notes(ctx)
+
+
+def test_an_early_job_comes_back_at_its_time(ctx: JobContext, clock: ManualClock) -> None:
+    """A job that runs before its deadline changes nothing and re-schedules itself."""
+    _put(ctx.store)
+    assert "not_due" == jobs.escalate_job("r1", 1)
+    again = Job.fetch("hitl-esc-r1-1-at1900000600", connection=ctx.scheduler.connection)
+    assert ("r1", 1, T0 + 600) == again.args
+    clock.advance(600)
+    run_due(ctx)
+    assert 1 == ctx.store.get("r1").escalation_level
+
+
+def test_a_job_promoted_early_waits_for_its_deadline(
+    ctx: JobContext, store: Store, clock: ManualClock
+) -> None:
+    """Promoted in the deadline's second but before it, the job waits and acts on time."""
+    _put(store)
+    clock.advance(599.6)
+    assert "escalated" == jobs.escalate_job("r1", 1, T0 + 600)
+    assert T0 + 600 == clock()  # it slept 0.4 s (on the test's clock)
+    entry = [e for e in audit_entries(store.redis) if e["kind"] == "escalated"][0]
+    assert 0.0 == entry["details"]["late_s"]
+
+
+def test_transient_failure_is_retried(ctx: JobContext, store: Store, clock: ManualClock) -> None:
+    """A job that cannot reach Redis fails, is retried by rq, and then does its work."""
+    ctx.scheduler.schedule(_put(store))
+    clock.advance(600)
+    dead = redis.Redis(
+        port=free_port(), decode_responses=True, retry=Retry(NoBackoff(), 0), socket_timeout=0.2
+    )
+    broken = Store(dead, decision_key=b"k", audit_key=b"k", clock=clock)
+    with use_context(JobContext(broken, ctx.scheduler, ctx.sink, ctx.digests)):
+        run_due(ctx)
+    job = Job.fetch("hitl-esc-r1-1", connection=ctx.scheduler.connection)
+    assert (JobStatus.SCHEDULED, 0) == (job.get_status(), job.retries_left)
+    assert 0 == store.get("r1").escalation_level
+    run_due(ctx)  # the retry (rq scheduled it on the wall clock, long before T0)
+    assert 1 == store.get("r1").escalation_level
+    assert (
+        JobStatus.FINISHED
+        == Job.fetch("hitl-esc-r1-1", connection=ctx.scheduler.connection).get_status()
+    )
+    dead.close()
+
+
+def test_tick_sweeps_requests_whose_jobs_were_lost(ctx: JobContext, clock: ManualClock) -> None:
+    """The periodic job escalates an overdue request that has no job at all, and re-arms."""
+    _put(ctx.store)  # never scheduled: as if its jobs were lost
+    ctx.scheduler.arm_tick()
+    clock.advance(700)
+    run_due(ctx)
+    assert 1 == ctx.store.get("r1").escalation_level
+    assert [("escalated", "esc:r1:1")] == _notes(ctx)
+    ticks = [j for j in ctx.scheduler.connection.zrange("rq:scheduled:hitl", 0, -1) if b"tick" in j]
+    assert 1 == len(ticks)
+
+
+def test_remind_job_is_quiet_once_escalated(ctx: JobContext, clock: ManualClock) -> None:
+    """A reminder for a level already passed (or a decided request) says nothing."""
+    _put(ctx.store)
+    clock.advance(600)
+    jobs.escalate_job("r1", 1)
+    assert "noop" == jobs.remind_job("r1", 1)
+    clock.advance(500)
+    assert "sent" == jobs.remind_job("r1", 2)
+    assert "already sent" == jobs.remind_job("r1", 2)
+
+
+def test_context_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, r: redis.Redis
+) -> None:
+    """Without an injected context, a job builds its store from HITL_REDIS_URL/HITL_SECRET."""
+    assert settings.redis_url is not None
+    monkeypatch.setenv("HITL_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("HITL_SECRET", settings.secret.decode())
+    monkeypatch.setenv("HITL_PREFIX", "env:")
+    jobs.configure(None)
+    try:
+        built = jobs.context()
+        assert ("env:", built.scheduler.queue.name) == (built.store.keys.prefix, "env")
+        assert built.store.decision_key == settings.decision_key
+        assert [] == jobs.digest_job()
+    finally:
+        jobs.configure(None)
+
+
+def test_run_worker_burst_runs_what_is_due(settings: Settings, r: redis.Redis) -> None:
+    """`hitl worker --burst`: the real HitlWorker promotes due jobs, forks and runs them."""
+    real = Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    record = _put(real, "due").model_copy(update={"created_at": real.clock() - 700})
+    real.update("due", lambda _c: Change(record=record))
+    scheduler = JobContext.build(real).scheduler
+    scheduler.schedule(record)
+    try:
+        assert jobs.run_worker(settings, burst=True)
+    finally:
+        jobs.configure(None)
+        scheduler.connection.close()
+    assert 1 == real.get("due").escalation_level
