@@ -150,13 +150,16 @@ def _reviewer(args: argparse.Namespace, authority: Any) -> Reviewer:
     return Reviewer(user_id=user, display_name=name or "", channel="cli")
 
 
-def parse_param(text: str, schema: dict[str, Any] | None) -> tuple[str, Any]:
-    """``k=v`` -> (k, v), typed by ``param_schema`` when it says so, else as JSON if it parses."""
+def parse_param(
+    text: str, schema: dict[str, Any] | None, current: dict[str, Any] | None = None
+) -> tuple[str, Any]:
+    """``k=v`` -> (k, v): a string where the schema (or the current value) says string, else the
+    value as JSON if it parses. The handler then refuses unknown names and changed types."""
     if "=" not in text:
         raise InvalidRequest(f"--param {text!r}: write it as name=value")
     key, raw = text.split("=", 1)
     kind = (((schema or {}).get("properties") or {}).get(key) or {}).get("type")
-    if kind == "string":
+    if kind == "string" or (kind is None and isinstance((current or {}).get(key), str)):
         return key, raw
     try:
         return key, json.loads(raw)
@@ -245,11 +248,31 @@ def _decide(args: argparse.Namespace, act: Callable[[Any, Reviewer], Any]) -> in
     store = _store(args)
     authority = _authority(args)
     reviewer = _reviewer(args, authority)
+    before = store.find(args.id)
+    version = getattr(authority, "version", "")
+    if before is not None and version and before.verdict.policy_version not in ("", version):
+        print(
+            f"hitl: note: {args.id} was classified under policy {before.verdict.policy_version}; "
+            f"this command authorizes with {version} (give --policy / HITL_POLICY the file that "
+            "`hitl serve` uses)",
+            file=sys.stderr,
+        )
     result = act(Decider(store, authority), reviewer)
     data = {"id": result.record.id, "state": result.record.state.value, "message": result.message}
     if result.decision is not None:
         data["decision"] = result.decision.model_dump(mode="json")
-    _out(args, f"{result.record.id}: {result.message}", data)
+    human = f"{result.record.id}: {result.message}"
+    lost = [v for v in (before.votes if before else []) if v not in result.record.votes]
+    if lost and result.decision is None:
+        voided = ", ".join(v.reviewer.display_name or v.reviewer.user_id for v in lost)
+        human += f"\n  earlier approvals ({voided}) were for other params and are void"
+    glass = result.record.break_glass
+    if glass is not None and glass.acked_by is None:
+        human += (
+            f"\n  BREAK-GLASS: a second person must run `hitl ack {result.record.id}` by "
+            f"{_when(glass.ack_deadline)}, or the missed acknowledgement is raised as an alert"
+        )
+    _out(args, human, data)
     return EXIT_OK
 
 
@@ -264,7 +287,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
         return _decide(args, lambda d, r: d.approve(args.id, r, args.reason or ""))
     store = _store(args)
     record = store.get(args.id)
-    params = dict(parse_param(p, record.request.param_schema) for p in args.param)
+    params = dict(parse_param(p, record.request.param_schema, record.params) for p in args.param)
     return _decide(args, lambda d, r: d.modify(args.id, r, params, args.reason or ""))
 
 

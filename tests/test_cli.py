@@ -172,12 +172,20 @@ def test_approve_with_params(
     """--param k=v modifies (JSON-typed values) and approves; show marks what changed."""
     _submit(r, pintake, "r-1")
     code, out, _err = run(
-        "approve", "r-1", "--as", "bob", "--param", "amount=50", "--param", "note=half", "--json"
+        "approve",
+        "r-1",
+        "--as",
+        "bob",
+        "--param",
+        "amount=50",
+        "--param",
+        "table=refunds",
+        "--json",
     )
     decision = json.loads(out)["decision"]
     assert (
         0,
-        {"table": "orders", "amount": 50, "note": "half"},
+        {"table": "refunds", "amount": 50},
         {"table": "orders", "amount": 100},
     ) == (
         code,
@@ -187,6 +195,17 @@ def test_approve_with_params(
     shown = run("show", "r-1")[1]
     assert "    amount = 50   (was 100)" in shown
     assert re.search(rf"  decision   approved by Bob Brown \(bob\) at {WHEN}", shown)
+
+
+def test_param_typos_and_type_changes_exit_2(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """--param with an unknown name or another type is refused (exit 2) and changes nothing."""
+    _submit(r, pintake, "r-1")
+    for bad in ("amont=50", "amount=lots", "amount=1e400", 'amount="150"'):
+        code, _out, err = run("approve", "r-1", "--as", "bob", "--param", bad)
+        assert (2, "cannot modify") == (code, err.split(": ", 2)[1] if ": " in err else err)
+    assert {"table": "orders", "amount": 100} == store.get("r-1").params
 
 
 def test_param_values_follow_the_schema() -> None:

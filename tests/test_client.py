@@ -110,10 +110,12 @@ def test_same_id_twice_is_one_request(
 ) -> None:
     """Resubmitting with the same id (an agent retrying) creates one request."""
     assert "r-1" == client.submit("refund", {"amount": 1}, id="r-1")
+    assert "r-1" == client.submit("refund", {"amount": 1}, id="r-1")
     assert "r-1" == client.submit("refund", {"amount": 2}, id="r-1")
     drain(intake)
     assert ({"amount": 1}, 1) == (store.get("r-1").params, store.pending_count())
-    assert ["submitted", "duplicate_submission"] == audit_kinds(r, "r-1")
+    kinds = ["submitted", "duplicate_submission", "conflicting_submission"]
+    assert kinds == audit_kinds(r, "r-1")
 
 
 def test_build_request_generates_distinct_ids() -> None:

@@ -12,6 +12,7 @@ self-approval, second vote by the same person) is committed to the audit chain a
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -268,6 +269,10 @@ class Decider:
                 events=[event],
                 error=NotFound(f"no request {request_id!r} (check the id with `hitl pending`)"),
             )
+        if record.state is State.PENDING:
+            expired = self._expire_if_overdue(record, who, attempt)
+            if expired is not None:
+                return expired
         if record.state is not State.PENDING:
             decision = record.decision
             said = describe_decision(decision) if decision else record.state.value
@@ -280,6 +285,35 @@ class Decider:
                 late=True,
             )
         return record
+
+    def _expire_if_overdue(
+        self, record: RequestRecord, who: Reviewer, attempt: str
+    ) -> Change | None:
+        """Past the chain's end with no worker to notice: expire now, then refuse as late.
+
+        Deny-by-default must not depend on the scheduler being up: an answer that arrives after
+        the deadline is late whether or not the expiry job has run yet.
+        """
+        from .timeouts import overdue_timeout, time_out
+
+        now = self.store.clock()
+        step = overdue_timeout(record, now)
+        if step is None:
+            return None
+        change = time_out(self.store, record, step, now)
+        assert change.decision is not None and change.record is not None
+        said = describe_decision(change.decision)
+        late = self._refuse(
+            change.record,
+            who,
+            attempt,
+            f"already {said}",
+            error=AlreadyDecided(f"request {record.id} is already {said}", change.decision),
+            late=True,
+        )
+        change.events.extend(late.events)
+        change.error = late.error
+        return change
 
     def _check_vote(
         self,
@@ -377,6 +411,16 @@ def validate_params(record: RequestRecord, params: dict[str, Any]) -> dict[str, 
     """The params under review updated with ``params``, checked against ``param_schema``."""
     if not isinstance(params, dict):
         raise InvalidRequest("params must be an object", [("params", "not an object")])
+    schema = record.request.param_schema
+    declared = set(((schema or {}).get("properties") or {}).keys())
+    problems: list[tuple[str, str]] = []
+    for key, value in params.items():
+        problem = _param_problem(key, value, record.params, declared, schema is not None)
+        if problem:
+            problems.append((key, problem))
+    if problems:
+        text = "; ".join(f"{k}: {m}" for k, m in problems)
+        raise InvalidRequest(f"cannot modify: {text}", problems)
     merged = {**record.params, **params}
     size = len(canonical_json(merged).encode())
     if size > MAX_PARAMS_BYTES:
@@ -394,6 +438,41 @@ def validate_params(record: RequestRecord, params: dict[str, Any]) -> dict[str, 
             text = "; ".join(f"{f}: {m}" for f, m in pairs[:5])
             raise InvalidRequest(f"modified params do not match the schema: {text}", pairs)
     return merged
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return "null" if value is None else type(value).__name__
+
+
+def _param_problem(
+    key: str, value: Any, current: dict[str, Any], declared: set[str], has_schema: bool
+) -> str:
+    """Why a reviewer's new value for ``key`` is refused ('' if it is fine).
+
+    A modification may change values, not the shape of the call: a name the agent did not send
+    (and the schema does not declare) is a typo that would otherwise approve the original value,
+    and a value of another type would make the policy's conditions fail (and the risk with them).
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    if key not in current and key not in declared:
+        known = ", ".join(sorted(current)) or "none"
+        return f"the request has no parameter {key!r} (its parameters: {known})"
+    if key in current and not has_schema:
+        want, got = _kind(current[key]), _kind(value)
+        if want != got and current[key] is not None:
+            return f"must stay a {want} (got {got} {value!r})"
+    return ""
 
 
 def _bounded_reason(reason: str) -> str:

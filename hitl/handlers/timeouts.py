@@ -154,6 +154,18 @@ def expires_at(record: RequestRecord) -> float | None:
     return steps[-1].due_at if steps and steps[-1].timeout else None
 
 
+def overdue_timeout(record: RequestRecord, now: float) -> Step | None:
+    """The chain's timeout step if it is already due at ``now`` (None otherwise)."""
+    steps = chain(record)
+    last = steps[-1] if steps and steps[-1].timeout else None
+    return last if last is not None and last.due_at <= now else None
+
+
+def time_out(store: Store, record: RequestRecord, step: Step, now: float) -> Change:
+    """The Change that applies the timeout outcome (deny by default) to ``record``."""
+    return _time_out(store, record, step, now)
+
+
 def due_level(record: RequestRecord, now: float) -> int:
     """The latest level whose deadline has passed at ``now`` (0: none)."""
     return max((s.level for s in chain(record) if s.due_at <= now + TOLERANCE_S), default=0)

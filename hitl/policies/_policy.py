@@ -370,12 +370,14 @@ class Policy:
                     a.context = self._context(request, at, plan)
                 if isinstance(a.context, str):
                     a.errors.append((f"rule '{rule.name}'", a.context))
+                    self._fail_closed(rule, a)
                     continue
                 try:
                     if not rule.condition.test(a.context):
                         continue
                 except ConditionError as exc:
                     a.errors.append((f"rule '{rule.name}'", str(exc)))
+                    self._fail_closed(rule, a)
                     continue
             if rule.raise_risk is not None and rule.raise_risk.rank > a.risk.rank:
                 a.risk = rule.raise_risk
@@ -385,6 +387,17 @@ class Policy:
             elif rule.routes:
                 a.routing.append(rule)
         return a
+
+    @staticmethod
+    def _fail_closed(rule: Rule, a: _Assessment) -> None:
+        """A condition that cannot be evaluated may have matched: keep the risk it would raise.
+
+        Otherwise a request the rule was written to escalate (a refund whose amount is a string)
+        would be reviewed by a lower role than the rule requires.
+        """
+        if rule.raise_risk is not None and rule.raise_risk.rank > a.risk.rank:
+            a.risk = rule.raise_risk
+            a.raised.append((f"rule '{rule.name}' (its condition could not be evaluated)", a.risk))
 
     def _assess_plan(self, request: ApprovalRequest, at: datetime.datetime, a: _Assessment) -> str:
         """Fold each plan step (assessed as its own request) into ``a``; why a step rejects."""

@@ -283,7 +283,9 @@ class IntakeConsumer:
             return self._dead(
                 stream_id, fields, f"policy evaluation failed: {exc}", request_id=request.id
             )
-        return self._accepted(stream_id, request, verdict)
+        item = self._accepted(stream_id, request, verdict)
+        item.payload = fields  # kept only if the id turns out to name another request
+        return item
 
     def _accepted(self, stream_id: str, request: ApprovalRequest, verdict: Verdict) -> IntakeItem:
         now = self.store.clock()

@@ -75,6 +75,12 @@ class IntakeItem:
     """Audited only when the record is new (not a duplicate): the submission, auto verdicts."""
 
 
+def _same_request(stored: str | RequestRecord, new: RequestRecord) -> bool:
+    """Whether a resubmission under an existing id asks for the same thing (a retry)."""
+    old = stored if isinstance(stored, RequestRecord) else RequestRecord.model_validate_json(stored)
+    return old.request == new.request
+
+
 def _unavailable(exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"Redis is unreachable ({exc}); nothing was written - retry later")
 
@@ -185,7 +191,9 @@ class Store:
             pipe.watch(*watch_keys)
             values = pipe.mget(watch_keys)
             head = start = ChainHead.parse(values[0])
-            existing = {k for k, v in zip(watch_keys[1:], values[1:], strict=True) if v}
+            existing: dict[str, Any] = {
+                k: v for k, v in zip(watch_keys[1:], values[1:], strict=True) if v
+            }
             pipe.multi()
             outcomes: list[str] = []
             for it in items:
@@ -204,6 +212,34 @@ class Store:
                     outcomes.append("dead")
                     continue
                 key = self.keys.req(it.record.id)
+                if key in existing and not _same_request(existing[key], it.record):
+                    # Same id, other content: never silently keep one and drop the other.
+                    reason = (
+                        f"id {it.record.id!r} already names a different request (the stored one "
+                        "is kept); give a new request a new id"
+                    )
+                    pipe.xadd(
+                        self.keys.dead,
+                        {
+                            "reason": reason,
+                            "errors": json.dumps([["id", "already used for another request"]]),
+                            "payload": json.dumps(it.payload, ensure_ascii=False),
+                            "stream_id": it.stream_id,
+                            "at": f"{self.clock():.6f}",
+                        },
+                    )
+                    conflict = AuditEvent(
+                        "conflicting_submission",
+                        it.record.id,
+                        it.record.request.agent_id or "agent",
+                        {"stream_id": it.stream_id, "reason": reason},
+                        it.record.verdict.policy_version,
+                    )
+                    head = self._write(
+                        pipe, head, Change(events=[*it.events, conflict]), set_head=False
+                    )
+                    outcomes.append("dead")
+                    continue
                 if key in existing:
                     duplicate = AuditEvent(
                         "duplicate_submission",
@@ -217,7 +253,7 @@ class Store:
                     )
                     outcomes.append("duplicate")
                     continue
-                existing.add(key)
+                existing[key] = it.record
                 change = Change(
                     record=it.record,
                     decision=it.decision,

@@ -292,7 +292,7 @@ def test_modify_rejects_non_objects_and_oversized_params(
     with pytest.raises(InvalidRequest, match="params must be an object"):
         decider.modify(rid, BOB, [1, 2])  # type: ignore[arg-type]  # what a bad caller sends
     with pytest.raises(InvalidRequest, match="the limit is 65536") as info:
-        decider.modify(rid, BOB, {"blob": "x" * 70_000})
+        decider.modify(rid, BOB, {"order": "x" * 70_000})
     assert [("params", "too large")] == info.value.errors
 
 
@@ -472,16 +472,39 @@ def test_validate_params_merges_over_the_current_params(
     make_request: MakeRequest, store: Store
 ) -> None:
     """Only the given keys change; the rest are kept."""
-    rid = make_request(params={"order": "A-1", "amount": 100})
+    rid = make_request(params={"order": "A-1", "amount": 100, "note": ""})
     assert {"order": "A-1", "amount": 1, "note": "x"} == validate_params(
         store.get(rid), {"amount": 1, "note": "x"}
     )
 
 
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"amont": 50}, "has no parameter 'amont'"),
+        ({"amount": "lots"}, "must stay a number"),
+        ({"amount": "150"}, "must stay a number"),
+        ({"amount": None}, "must stay a number"),
+        ({"amount": float("inf")}, "finite"),
+        ({"amount": float("nan")}, "finite"),
+        ({"order": 7}, "must stay a string"),
+    ],
+)
+def test_modify_keeps_the_shape_of_the_call(
+    make_request: MakeRequest, store: Store, decider: Decider, change: dict[str, Any], says: str
+) -> None:
+    """A typo'd name, a changed type or a non-finite number is refused and nothing changes."""
+    rid = make_request(params={"order": "A-1", "amount": 100})
+    with pytest.raises(InvalidRequest, match=says):
+        decider.modify(rid, BOB, change)
+    assert {"order": "A-1", "amount": 100} == store.get(rid).params
+    assert State.PENDING == store.get(rid).state
+
+
 def test_concurrent_modifications_do_not_revert_each_other(
     make_request: MakeRequest, store: Store, r: redis.Redis
 ) -> None:
-    """Carol's note is applied on top of Bob's new amount, not on the params she first read."""
+    """Carol's order fix is applied on top of Bob's new amount, not on the params she read."""
     authority = OpenAuthority(lambda _req: two_person())
     rid = make_request(verdict=two_person())
     bob_decider = Decider(store, authority)
@@ -499,8 +522,8 @@ def test_concurrent_modifications_do_not_revert_each_other(
         audit_key=store.audit_key,
         clock=clock_that_lets_bob_in_first,
     )
-    Decider(carol_store, authority).modify(rid, CAROL, {"note": "x"})
-    assert {"order": "A-1", "amount": 50, "note": "x"} == store.get(rid).params
+    Decider(carol_store, authority).modify(rid, CAROL, {"order": "A-2"})
+    assert {"order": "A-2", "amount": 50} == store.get(rid).params
 
 
 def test_modify_of_unknown_request_is_audited(decider: Decider, r: redis.Redis) -> None:

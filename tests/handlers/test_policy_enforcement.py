@@ -260,3 +260,36 @@ def test_break_glass_unacknowledged_is_reported_once(
     assert overdue(decider) == []
     kinds = [json.loads(f["e"])["kind"] for _, f in r.xrange("hitl:audit")]
     assert kinds.count("break_glass_unacknowledged") == 1
+
+
+def test_a_late_answer_expires_the_request_even_without_a_worker(
+    r: redis.Redis,
+    consumer: IntakeConsumer,
+    decider: Decider,
+    pstore: Store,
+    policy: Policy,
+    clock: Clock,
+) -> None:
+    """Past the chain's end, an approval is refused as late and the request expires on the spot."""
+    rid = submit(
+        r,
+        consumer,
+        "r-late",
+        "stop_instance",
+        params={"instance_id": "i", "environment": "production"},
+        timeout_s=60,
+    )
+    clock.now += 61
+    with pytest.raises(AlreadyDecided) as late:
+        decider.approve(rid, person("bob", policy))
+    assert "expired" in str(late.value)
+    record = pstore.get(rid)
+    assert (State.EXPIRED, Outcome.EXPIRED) == (
+        record.state,
+        record.decision and record.decision.outcome,
+    )
+    decision = json.loads(r.lpop(f"hitl:decision:{rid}") or "{}")
+    assert "expired" == decision["outcome"]
+    refused = refusals(r)[-1]
+    assert (True, "bob") == (refused["details"].get("late"), refused["actor"])
+    assert chain_ok(r, pstore)

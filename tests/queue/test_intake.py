@@ -87,25 +87,41 @@ def test_request_without_id_gets_one_from_its_stream_id(
 
 
 def test_same_id_twice_is_one_request(intake: IntakeConsumer, store: Store, r: redis.Redis) -> None:
-    """A resubmission keeps the first request and is audited as a duplicate."""
+    """An identical resubmission (a retry) keeps the first request and is audited as a duplicate."""
     xadd_raw(r, _valid("r-1", summary="first"))
     drain(intake)
-    xadd_raw(r, _valid("r-1", summary="second"))
-    xadd_raw(r, _valid("r-1", summary="third"))
+    xadd_raw(r, _valid("r-1", summary="first"))
+    xadd_raw(r, _valid("r-1", summary="first"))
     drain(intake)
-    assert "first" == store.get("r-1").request.summary
     assert ["submitted", "duplicate_submission", "duplicate_submission"] == audit_kinds(r, "r-1")
     assert (1, 2) == (intake.stats.stored, intake.stats.duplicate)
     assert 1 == store.pending_count()
 
 
+def test_same_id_other_content_is_dead_lettered(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """A different request under a used id keeps the first and dead-letters the other, loudly."""
+    xadd_raw(r, _valid("r-1", summary="first"))
+    drain(intake)
+    xadd_raw(r, _valid("r-1", summary="second"))
+    drain(intake)
+    assert "first" == store.get("r-1").request.summary
+    assert ["submitted", "conflicting_submission"] == audit_kinds(r, "r-1")
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert "already names a different request" in dead["reason"]
+    assert "second" == json.loads(json.loads(dead["payload"])["request"])["summary"]
+    assert (1, 0, 1) == (intake.stats.stored, intake.stats.duplicate, intake.stats.dead)
+
+
 def test_same_id_twice_in_one_batch(intake: IntakeConsumer, store: Store, r: redis.Redis) -> None:
     """Two copies read in the same batch are still one request."""
     xadd_raw(r, _valid("r-1", summary="first"))
+    xadd_raw(r, _valid("r-1", summary="first"))
     xadd_raw(r, _valid("r-1", summary="second"))
-    assert 2 == intake.run_once(block_ms=0)
+    assert 3 == intake.run_once(block_ms=0)
     assert "first" == store.get("r-1").request.summary
-    assert ["submitted", "duplicate_submission"] == audit_kinds(r, "r-1")
+    assert ["submitted", "duplicate_submission", "conflicting_submission"] == audit_kinds(r, "r-1")
 
 
 def test_duplicate_of_a_decided_request_leaves_it_decided(

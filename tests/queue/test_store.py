@@ -247,7 +247,7 @@ def test_chain_stays_valid_under_concurrent_appends(store: Store, r: redis.Redis
 
 
 def test_commit_intake_outcomes(store: Store, r: redis.Redis) -> None:
-    """Stored, duplicate (same id again, even in the same batch) and dead, all acknowledged."""
+    """Stored, conflicting (same id, other params: dead) and dead, all acknowledged."""
     r.xgroup_create("hitl:requests", "g", id="0", mkstream=True)
     sids = [r.xadd("hitl:requests", {"request": str(i)}) for i in range(4)]
     r.xreadgroup("g", "c", {"hitl:requests": ">"})
@@ -258,14 +258,13 @@ def test_commit_intake_outcomes(store: Store, r: redis.Redis) -> None:
         IntakeItem(sids[2], dead_reason="bad", payload={"request": "x"}),
         IntakeItem(sids[3], record=_record("r-2")),
     ]
-    assert ["stored", "duplicate", "dead", "stored"] == store.commit_intake("g", items)
+    assert ["stored", "dead", "dead", "stored"] == store.commit_intake("g", items)
     assert {"v": 1} == store.get("r-1").params
     assert 0 == r.xpending("hitl:requests", "g")["pending"]
-    assert ["duplicate_submission"] == [k for k in audit_kinds(r) if k.startswith("dup")]
+    assert ["conflicting_submission"] == [k for k in audit_kinds(r) if k.startswith("conf")]
     dead = r.xrange("hitl:dead")
-    assert [("bad", sids[2], {"request": "x"})] == [
-        (f["reason"], f["stream_id"], json.loads(f["payload"])) for _i, f in dead
-    ]
+    assert [sids[1], sids[2]] == [f["stream_id"] for _i, f in dead]
+    assert ("bad", {"request": "x"}) == (dead[1][1]["reason"], json.loads(dead[1][1]["payload"]))
 
 
 def test_prefix_keeps_deployments_apart(r: redis.Redis, settings: Any) -> None:

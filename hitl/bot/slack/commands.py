@@ -1,0 +1,204 @@
+"""The ``/hitl`` slash command: pending, show, approve, reject, stats, oncall, help.
+
+Every answer is ephemeral (only the caller sees it). Usage errors are answered in the
+acknowledgement itself; anything that reads the store acknowledges first and answers through
+``response_url``::
+
+    /hitl pending                 requests you may decide, with buttons, 5 per page
+    /hitl approve r-42 checked with the customer
+    /hitl reject r-42 use the staging account
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from hitl.bot.cards import RISK_EMOJI, format_time
+from hitl.bot.slack.blocks import card_blocks, card_text, notice_blocks, pending_blocks
+from hitl.bot.slack.channel import slack_user_id
+from hitl.bot.slack.context import SlackContext
+from hitl.bot.slack.payloads import SlashCommand
+from hitl.errors import HitlError, NotFound, RefusedAttempt
+from hitl.handlers import pending
+from hitl.models import Risk
+
+__all__ = ["USAGE", "Parsed", "parse", "register", "run"]
+
+log = logging.getLogger("hitl.slack")
+
+USAGE = {
+    "pending": "`/hitl pending` - the requests you may decide, with buttons",
+    "show": "`/hitl show ID` - one request, its card and its state",
+    "approve": "`/hitl approve ID [reason]` - approve (one vote under a two-person rule)",
+    "reject": "`/hitl reject ID reason` - reject; the reason is required",
+    "stats": "`/hitl stats` - what is waiting, by risk, and how the Slack channel is doing",
+    "oncall": "`/hitl oncall` - who is on call now for each schedule",
+    "help": "`/hitl help` - this list",
+}
+
+
+def help_text(command: str = "/hitl") -> str:
+    lines = [f"*{command}* - human approval for AI agents"]
+    lines += ["• " + text.replace("/hitl", command) for text in USAGE.values()]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed command line: the subcommand and its arguments, or the usage to answer with."""
+
+    name: str
+    request_id: str = ""
+    reason: str = ""
+    usage: str = ""
+
+
+def parse(text: str) -> Parsed:
+    """``approve r-42 looks fine`` -> ``Parsed("approve", "r-42", "looks fine")``."""
+    words = text.strip().split(None, 2)
+    if not words:
+        return Parsed("help")
+    name = words[0].lower()
+    rest = words[1:]
+    if name not in USAGE:
+        return Parsed("unknown", usage=f"Unknown subcommand `{words[0][:40]}`.")
+    if name in ("show", "approve", "reject"):
+        if not rest:
+            return Parsed(name, usage=f"Missing the request id. Usage: {USAGE[name]}")
+        reason = rest[1] if len(rest) > 1 else ""
+        if name == "reject" and not reason.strip():
+            return Parsed(name, usage=f"A rejection needs a reason. Usage: {USAGE[name]}")
+        if name == "show" and reason:
+            return Parsed(name, usage=f"`show` takes one id. Usage: {USAGE[name]}")
+        return Parsed(name, request_id=rest[0], reason=reason)
+    if rest:
+        return Parsed(name, usage=f"`{name}` takes no arguments. Usage: {USAGE[name]}")
+    return Parsed(name)
+
+
+def register(app: AsyncApp, ctx: SlackContext) -> None:
+    """Attach the slash command listener to ``app``."""
+
+    @app.command(ctx.settings.command)
+    async def hitl_command(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        try:
+            command = SlashCommand.model_validate(body)
+        except ValidationError:
+            await ack(text="hitl could not read this command.", response_type="ephemeral")
+            return
+        parsed = parse(command.text)
+        if parsed.name in ("help", "unknown") or parsed.usage:
+            text = parsed.usage
+            if parsed.name in ("help", "unknown"):
+                text = (text + "\n" if text else "") + help_text(ctx.settings.command)
+            await ack(text=text, response_type="ephemeral")
+            return
+        await ack()
+        await run(ctx, command, parsed, respond)
+
+
+async def _say(
+    respond: AsyncRespond, text: str, blocks: list[dict[str, Any]] | None = None
+) -> None:
+    await respond(text=text, blocks=blocks or notice_blocks(text), response_type="ephemeral")
+
+
+async def run(
+    ctx: SlackContext, command: SlashCommand, parsed: Parsed, respond: AsyncRespond
+) -> None:
+    """Carry out a parsed command and answer the caller."""
+    reviewer = ctx.reviewer(command.user_id, command.user_name)
+    try:
+        if parsed.name == "pending":
+            size = ctx.settings.page_size
+            page = await ctx.run(
+                lambda: pending(
+                    ctx.store, reviewer_id=reviewer.user_id, authority=ctx.authority, limit=size
+                )
+            )
+            blocks = pending_blocks(page.records, offset=0, total=page.total, page_size=size)
+            await _say(respond, f"{page.total} pending requests you may decide", blocks)
+        elif parsed.name == "show":
+            record = await ctx.run(ctx.store.get, parsed.request_id)
+            await _say(respond, card_text(record), card_blocks(record))
+        elif parsed.name == "approve":
+            result = await ctx.run(ctx.decider.approve, parsed.request_id, reviewer, parsed.reason)
+            await _say(respond, f":white_check_mark: `{parsed.request_id}`: {result.message}")
+        elif parsed.name == "reject":
+            result = await ctx.run(ctx.decider.reject, parsed.request_id, reviewer, parsed.reason)
+            await _say(respond, f":no_entry_sign: `{parsed.request_id}`: {result.message}")
+        elif parsed.name == "stats":
+            await _say(respond, await stats_text(ctx, reviewer.user_id))
+        elif parsed.name == "oncall":
+            await _say(respond, oncall_text(ctx))
+    except (RefusedAttempt, NotFound) as exc:
+        await _say(respond, f":no_entry: {exc}")
+    except HitlError as exc:
+        await _say(respond, f":warning: {exc}")
+
+
+async def stats_text(ctx: SlackContext, reviewer_id: str) -> str:
+    """What is waiting (by risk, the oldest, the next deadline) and the channel's counters."""
+    records = await ctx.run(ctx.store.pending, 0, 0)
+    mine = await ctx.run(
+        lambda: pending(ctx.store, reviewer_id=reviewer_id, authority=ctx.authority, limit=1)
+    )
+    now = ctx.channel.clock()
+    by_risk = {risk: 0 for risk in Risk}
+    for record in records:
+        by_risk[record.verdict.risk] += 1
+    lines = [f"*{len(records)} pending* ({mine.total} you may decide)"]
+    lines.append(" · ".join(f"{RISK_EMOJI[r]} {r.value}: {n}" for r, n in by_risk.items()))
+    if records:
+        oldest = min(records, key=lambda r: r.created_at)
+        age = _age(now - oldest.created_at)
+        lines.append(f"Oldest: `{oldest.id}`, waiting {age}")
+        deadlines = [r.deadline for r in records if r.deadline is not None]
+        if deadlines:
+            lines.append(f"Next deadline: {format_time(min(deadlines))}")
+    s, d = ctx.channel.stats, ctx.channel.delivery
+    lines.append(
+        f"Slack: {s.posted} cards posted ({s.fallback} to the fallback channel, {s.backlog} "
+        f"waiting to be posted), {s.updated} updates, {d.rate_limited} rate-limited calls, "
+        f"{d.retried} retries"
+    )
+    return "\n".join(lines)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def oncall_text(ctx: SlackContext) -> str:
+    """Who is on call now for each schedule of the policy (with a mention when in Slack)."""
+    authority = ctx.authority
+    config = getattr(authority, "config", None)
+    schedules = getattr(config, "schedules", None)
+    oncall = getattr(authority, "oncall", None)
+    if not schedules or not callable(oncall):
+        return "No on-call schedules: the policy in use has none."
+    at = datetime.datetime.fromtimestamp(ctx.channel.clock(), datetime.UTC)
+    lines = [f"*On call now* ({format_time(at.timestamp())})"]
+    for name in schedules:
+        who = oncall(name, at)
+        if who is None:
+            lines.append(f"• {name}: nobody")
+            continue
+        lookup = getattr(authority, "reviewer", None)
+        entry = lookup(who) if callable(lookup) else None
+        label = getattr(entry, "display_name", "") or who
+        slack = slack_user_id(authority, who)
+        mention = f" (<@{slack}>)" if slack else ""
+        lines.append(f"• {name}: {label}{mention}")
+    return "\n".join(lines)
