@@ -203,6 +203,9 @@ class Service:
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload_policy)
             )
+        from hitl.bot.slack import mount_slack
+
+        self.slack = mount_slack(self)  # None without SLACK_* settings
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

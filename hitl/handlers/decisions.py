@@ -107,18 +107,9 @@ class Decider:
             record = self._require_open(current, request_id, reviewer, "reject")
             if isinstance(record, Change):
                 return record
-            requester = record.request.requested_by
-            is_requester = requester is not None and _same(requester, reviewer.user_id)
-            if not is_requester and not self.authority.can_decide(
-                record.verdict, reviewer.user_id, requester
-            ):
-                return self._refuse(
-                    record,
-                    reviewer,
-                    "reject",
-                    f"{reviewer.user_id} may not decide this request "
-                    f"(needs one of: {', '.join(record.verdict.roles) or 'a reviewer role'})",
-                )
+            refusal = self._reject_refusal(record, reviewer)
+            if refusal is not None:
+                return refusal
             stamped = reviewer.model_copy(update={"at": self.store.clock()})
             return self._terminal(record, Outcome.REJECTED, [stamped], reason, actor=stamped)
 
@@ -222,6 +213,45 @@ class Decider:
             return change
 
         return self._result(request_id, fn)
+
+    # -- checks before a form opens ------------------------------------------------------------
+
+    def check(self, request_id: str, reviewer: Reviewer, attempt: str) -> RequestRecord:
+        """May ``reviewer`` try ``attempt`` (approve, reject or modify) on the request now?
+
+        For adapters that open a form (Reject reason, Modify params) before the decision: the
+        same rules the decision will apply, refusals audited and raised, nothing else written.
+        """
+
+        def fn(current: RequestRecord | None) -> Change:
+            record = self._require_open(current, request_id, reviewer, attempt)
+            if isinstance(record, Change):
+                return record
+            if attempt == "reject":
+                refusal = self._reject_refusal(record, reviewer)
+            else:
+                votes: list[Vote] | None = [] if attempt == "modify" else None
+                refusal = self._check_vote(record, reviewer, attempt, votes=votes)
+            return refusal or Change()
+
+        change = self.store.update(request_id, fn)
+        return change.record or self.store.get(request_id)
+
+    def _reject_refusal(self, record: RequestRecord, reviewer: Reviewer) -> Change | None:
+        """Anyone who could approve may reject, and so may the requester."""
+        requester = record.request.requested_by
+        if requester is not None and _same(requester, reviewer.user_id):
+            return None
+        if self.authority.can_decide(record.verdict, reviewer.user_id, requester):
+            return None
+        roles = ", ".join(record.verdict.roles + record.verdict.distinct_roles) or "a reviewer role"
+        return self._refuse(
+            record,
+            reviewer,
+            "reject",
+            f"{reviewer.display_name or reviewer.user_id} may not decide this request "
+            f"(it needs one of: {roles})",
+        )
 
     # -- cancel --------------------------------------------------------------------------------
 

@@ -315,6 +315,46 @@ class Store:
 
         self.update(request_id, fn)
 
+    def add_cards(self, cards: Sequence[tuple[str, CardRef]], actor: str = "bot") -> list[str]:
+        """Record several posted cards in one transaction; returns the ids that no longer exist."""
+        by_id: dict[str, list[CardRef]] = {}
+        for rid, card in cards:
+            by_id.setdefault(rid, []).append(card)
+        keys = [self.keys.req(i) for i in by_id]
+
+        def attempt(pipe: Any) -> list[str]:
+            pipe.watch(self.keys.audit_head, *keys)
+            values = pipe.mget([self.keys.audit_head, *keys])
+            head = start = ChainHead.parse(values[0])
+            missing: list[str] = []
+            changes: list[Change] = []
+            for (rid, new), raw in zip(by_id.items(), values[1:], strict=True):
+                if raw is None:
+                    missing.append(rid)
+                    continue
+                record = RequestRecord.model_validate_json(raw)
+                added = [c for c in new if c not in record.cards]
+                if added:
+                    events = [
+                        AuditEvent(
+                            "card_posted", rid, actor, c.model_dump(), record.verdict.policy_version
+                        )
+                        for c in added
+                    ]
+                    cards_now = [*record.cards, *added]
+                    changes.append(
+                        Change(record=record.model_copy(update={"cards": cards_now}), events=events)
+                    )
+            pipe.multi()
+            for change in changes:
+                head = self._write(pipe, head, change, set_head=False)
+            if head != start:
+                pipe.set(self.keys.audit_head, head.dumps())
+            pipe.execute()
+            return missing
+
+        return self._transact(attempt)
+
     # -- internals -----------------------------------------------------------------------------
 
     def _write(

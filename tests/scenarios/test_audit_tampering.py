@@ -74,7 +74,9 @@ TAMPERING: list[tuple[str, Callable[[Entries], Entries], str]] = [
 def history(intake: IntakeConsumer, decider: Decider, store: Store, r: redis.Redis) -> Entries:
     """A realistic chain: submissions, votes, refusals, decisions and deliveries (>= 12)."""
     for i in range(3):
-        xadd_raw(r, json.dumps({"id": f"r-{i}", "action": "refund", "requested_by": "alice"}))
+        body = {"id": f"r-{i}", "action": "refund", "params": {"amount": 9}}
+        body["requested_by"] = "alice"
+        xadd_raw(r, json.dumps(body))
     xadd_raw(r, "not json")
     drain(intake)
     with pytest.raises(NotAuthorized):

@@ -19,10 +19,8 @@ from typing import Any, Literal, TypeVar
 from hitl.bot.slack.channel import SlackChannel
 from hitl.bot.slack.delivery import DeliveryError
 from hitl.bot.slack.settings import SlackSettings
-from hitl.errors import AlreadyDecided, NotAuthorized
-from hitl.handlers import Authority, Decider, describe_decision
-from hitl.models import RequestRecord, Reviewer, State
-from hitl.queue.audit import AuditEvent
+from hitl.handlers import Authority, Decider
+from hitl.models import RequestRecord, Reviewer
 from hitl.queue.store import Store
 from hitl.signing import canonical_json
 
@@ -69,51 +67,9 @@ class SlackContext:
         return Reviewer(user_id=slack_user, display_name=name[:256], channel="slack")
 
     def precheck(self, request_id: str, reviewer: Reviewer, attempt: Attempt) -> RequestRecord:
-        """May ``reviewer`` open the Reject / Modify form? Refusals are audited and raised.
-
-        The same rules as :class:`~hitl.handlers.Decider` (which checks again on submit): a
-        decided request refuses everyone; anyone who may decide, and the requester, may reject;
-        modifying is approving, so it needs a vote the policy accepts.
-        """
-        record = self.store.get(request_id)
-        if record.state is not State.PENDING:
-            said = describe_decision(record.decision) if record.decision else record.state.value
-            self._audit_refusal(record, reviewer, attempt, f"already {said}", late=True)
-            raise AlreadyDecided(f"request {record.id} is already {said}", record.decision)
-        requester = record.request.requested_by
-        reason = ""
-        if attempt == "reject":
-            mine = requester is not None and requester.casefold() == reviewer.user_id.casefold()
-            if not mine and not self.authority.can_decide(
-                record.verdict, reviewer.user_id, requester
-            ):
-                roles = ", ".join(record.verdict.roles) or "a reviewer role"
-                reason = f"{reviewer.user_id} may not decide this request (needs one of: {roles})"
-        else:
-            votes = record.votes if attempt == "approve" else []
-            check = self.authority.check_vote(record.verdict, votes, reviewer.user_id, requester)
-            if not check.ok:
-                reason = check.reason
-        if reason:
-            self._audit_refusal(record, reviewer, attempt, reason)
-            raise NotAuthorized(reason)
-        return record
-
-    def _audit_refusal(
-        self,
-        record: RequestRecord,
-        reviewer: Reviewer,
-        attempt: str,
-        reason: str,
-        late: bool = False,
-    ) -> None:
-        details: dict[str, Any] = {"attempt": attempt, "reason": reason, "channel": "slack"}
-        if late:
-            details["late"] = True
-        event = AuditEvent(
-            "refused", record.id, reviewer.user_id, details, record.verdict.policy_version
-        )
-        self.store.append_events([event])
+        """May ``reviewer`` open the Reject / Modify form? The Decider's own rules (it checks
+        again on submit); refusals are audited and raised."""
+        return Decider(self.store, self.authority).check(request_id, reviewer, attempt)
 
     async def ephemeral(self, conversation: str, user: str, text: str) -> None:
         """A message only ``user`` sees (a DM from the bot when there is no conversation)."""
