@@ -203,6 +203,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_pending(args: argparse.Namespace) -> int:
     from hitl.handlers import pending
 
+    if args.offset < 0 or args.limit < 1:
+        raise InvalidRequest("--offset must be 0 or more and --limit 1 or more")
     store = _store(args)
     authority = _authority(args)
     who = args.as_user or os.environ.get("HITL_USER")
@@ -219,6 +221,9 @@ def cmd_pending(args: argparse.Namespace) -> int:
         for r in page.records
     ]
     scope = "all" if args.all or not who else f"that {who} may decide"
+    lookup = getattr(authority, "reviewer", None)
+    if who and not args.all and lookup is not None and lookup(who) is None:
+        scope += f"; note: {who} is not in the policy's reviewer directory"
     header = f"{page.total} pending ({scope})"
     if rows:
         header += f"\n{'ID':<34} {'RISK':<8} VOTES {'DEADLINE':<20} SUMMARY\n" + "\n".join(rows)
@@ -323,6 +328,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from hitl.client import Client
     from hitl.models import ApprovalRequest
 
+    if args.wait is not None and args.wait <= 0:
+        raise InvalidRequest(f"--wait must be a positive number of seconds, got {args.wait:g}")
     text = sys.stdin.read() if args.json_file == "-" else Path(args.json_file).read_text()
     try:
         data = json.loads(text)
@@ -385,7 +392,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             report = verify_entries(read_jsonl(fh), settings.audit_key, expect_head=expect)
     else:
         store = _store(args)
-        report = verify_entries(_audit_entries(store), settings.audit_key, expect_head=store.head())
+        entries = _audit_entries(store)
+        report = verify_entries(entries, settings.audit_key, expect_head=store.head())
+        if report.ok and expect is not None:
+            # Also against a head kept elsewhere (an export's, a published anchor).
+            report = verify_entries(entries, settings.audit_key, expect_head=expect)
     data = {
         "ok": report.ok,
         "entries": report.entries,
@@ -414,14 +425,21 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_dead(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise InvalidRequest(f"--limit must be 1 or more, got {args.limit}")
     store = _store(args)
     entries = store.redis.xrevrange(store.keys.dead, count=args.limit)
     rows = [f"{i}  {f.get('reason', '')}" for i, f in entries]
-    _out(
-        args,
-        f"{store.redis.xlen(store.keys.dead)} dead-lettered\n" + "\n".join(rows),
-        [{"id": i, **f} for i, f in entries],
-    )
+    data = [
+        {
+            "id": i,
+            **f,
+            "errors": json.loads(f.get("errors") or "[]"),
+            "payload": json.loads(f.get("payload") or "{}"),
+        }
+        for i, f in entries
+    ]
+    _out(args, f"{store.redis.xlen(store.keys.dead)} dead-lettered\n" + "\n".join(rows), data)
     return EXIT_OK
 
 
@@ -435,7 +453,10 @@ def cmd_server(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running")
     else:
-        print(f"{'running' if server.alive() else 'stopped'}: {server.url} (pid {server.pid()})")
+        if server.alive():
+            print(f"running: {server.url} (pid {server.pid()}, data in {settings.data_dir})")
+        else:
+            print(f"stopped (data in {settings.data_dir}; `hitl server start` to start it)")
     return EXIT_OK
 
 
@@ -580,6 +601,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HitlError as exc:
         print(f"hitl: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except BrokenPipeError:  # `hitl show ID | head`: the reader left; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except OSError as exc:
         print(f"hitl: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE

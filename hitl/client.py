@@ -117,6 +117,17 @@ def _terminal_decision(raw: str | bytes | None) -> Decision | None:
     return record.decision if record.state.terminal else None
 
 
+def _timeout(request_id: str, timeout: float | None, stored: int) -> ApprovalTimeout:
+    err = ApprovalTimeout(request_id, timeout or 0.0)
+    if not stored:
+        err.args = (
+            f"no decision for {request_id} within {timeout or 0:g}s, and no such request is "
+            "stored: it was never submitted, was dead-lettered (`hitl dead`), or no intake "
+            "(`hitl serve`) is running to store it",
+        )
+    return err
+
+
 def _fresh(decision: Decision, max_age: float | None) -> Decision:
     if max_age is not None and decision.approved:
         age = time.time() - decision.requested_at
@@ -196,7 +207,9 @@ class Client:
                 if decision is None:
                     remaining = _POLL_S if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
-                        raise ApprovalTimeout(request_id, timeout or 0.0)
+                        raise _timeout(
+                            request_id, timeout, self.redis.exists(self.keys.req(request_id))
+                        )
                     popped = self.redis.blpop(
                         [self.keys.decision(request_id)], timeout=min(_POLL_S, remaining)
                     )
@@ -310,7 +323,8 @@ class AsyncClient:
                 if decision is None:
                     remaining = _POLL_S if deadline is None else deadline - loop.time()
                     if remaining <= 0:
-                        raise ApprovalTimeout(request_id, timeout or 0.0)
+                        stored = await self.redis.exists(self.keys.req(request_id))
+                        raise _timeout(request_id, timeout, stored)
                     popped = await self.redis.blpop(
                         [self.keys.decision(request_id)], timeout=min(_POLL_S, remaining)
                     )

@@ -364,7 +364,7 @@ def test_dead_human_and_json(run: Any, r: redis.Redis, pintake: IntakeConsumer) 
     assert "invalid request: parms: unknown field" in lines[1]
     assert "request is not valid JSON" in lines[2]
     data = json.loads(run("dead", "--json")[1])
-    assert {"request": "{not json"} == json.loads(data[1]["payload"])
+    assert {"request": "{not json"} == data[1]["payload"]
     assert {"id", "reason", "errors", "payload", "stream_id", "at"} <= set(data[0])
 
 
@@ -438,7 +438,7 @@ def test_redis_down_exits_3(
 def test_server_status_does_not_start_a_server(run: Any, tmp_path: Path) -> None:
     """``hitl server status`` reports without starting anything."""
     code, out, _err = run("server", "status")
-    assert (0, True) == (code, out.startswith("stopped: unix://"))
+    assert (0, True) == (code, out.startswith("stopped (data in "))
 
 
 def test_configuration_errors_exit_2(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -475,3 +475,37 @@ def test_bad_paths_and_heads_exit_2(run: Any, tmp_path: Path, argv: list[str]) -
     code, _out, err = run(*[str(existing) if a == "__FILE__" else a for a in argv])
     assert 2 == code
     assert err.startswith("hitl: ")
+
+
+# -- input checks found by QA ------------------------------------------------------------------
+
+
+def test_bad_limits_and_waits_exit_2_and_submit_nothing(
+    run: Any, r: redis.Redis, tmp_path: Any
+) -> None:
+    """--limit 0, --offset -1 and --wait -1 are refused before anything is sent."""
+    path = tmp_path / "req.json"
+    path.write_text(json.dumps({"id": "w-1", "action": "refund"}))
+    assert 2 == run("dead", "--limit", "0")[0]
+    assert 2 == run("pending", "--all", "--offset", "-1")[0]
+    assert 2 == run("submit", "--json", str(path), "--wait", "-1")[0]
+    assert 0 == r.xlen("hitl:requests")
+
+
+def test_a_url_that_is_not_redis_is_a_configuration_error(
+    run: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HITL_REDIS_URL=bogus://x says what is wrong (exit 2), no traceback."""
+    monkeypatch.setenv("HITL_REDIS_URL", "bogus://x")
+    code, _out, err = run("pending", "--all")
+    assert (2, True) == (code, "HITL_REDIS_URL 'bogus://x'" in err)
+
+
+def test_online_verify_also_checks_a_given_head(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer
+) -> None:
+    """`hitl audit verify --head SEQ:HASH` on Redis fails when the chain does not end there."""
+    _submit(r, pintake, "r-1")
+    assert 0 == run("audit", "verify")[0]
+    code, out, _err = run("audit", "verify", "--head", "1:" + "a" * 64)
+    assert (1, True) == (code, "BROKEN" in out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import redis
 
 from hitl.config import Settings
+from hitl.errors import ConfigError
 from hitl.queue.embedded import EmbeddedServer
 from hitl.queue.keys import Keys
 from hitl.queue.store import Store
@@ -20,6 +21,12 @@ __all__ = ["open_store", "redis_url"]
 def redis_url(settings: Settings) -> str:
     """``settings.redis_url``, or the embedded server's URL (starting it if needed)."""
     if settings.redis_url:
+        scheme = settings.redis_url.split("://", 1)[0]
+        if "://" not in settings.redis_url or scheme not in ("redis", "rediss", "unix"):
+            raise ConfigError(
+                f"HITL_REDIS_URL {settings.redis_url!r} is not a redis://, rediss:// or unix:// "
+                "URL (unset it to use the embedded server)"
+            )
         return settings.redis_url
     return EmbeddedServer(settings.data_dir).ensure()
 
