@@ -68,6 +68,6 @@ def intake(store: Store, decider: Decider) -> Iterator[IntakeConsumer]:
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's HITL_* environment or data directory."""
     for key in list(os.environ):
-        if key.startswith("HITL_") or key.startswith("SLACK_"):
+        if key.startswith(("HITL_", "SLACK_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("HITL_DATA_DIR", str(tmp_path / "hitl-data"))
