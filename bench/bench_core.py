@@ -122,7 +122,7 @@ def _agent(url: str, ids: Connection, times: Connection) -> None:
 
 
 def bench_roundtrips(server: RedisServer, n: int) -> tuple[list[float], list[float]]:
-    """approve() here -> the agent process blocked in wait() returns; and the raw LPUSH->BLPOP."""
+    """approve() here -> the agent process blocked in wait() returns; and the raw LPUSH->BLPOP.
 
     CLOCK_MONOTONIC is system-wide on Linux, so the two processes' timestamps compare directly.
     """
