@@ -179,7 +179,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     port = args.port or int(os.environ.get("PORT", "3000"))
     service = Service(_settings(args), consumers=args.consumers)
-    print(f"hitl: serving on {args.host}:{port}; redis {service.store.redis.connection_pool}")
+    kwargs = service.store.redis.connection_pool.connection_kwargs
+    where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+    print(
+        f"hitl: serving on http://{args.host}:{port} (healthz at /healthz), redis {where}, "
+        f"policy {service.authority.version}; run `hitl worker` beside it for escalations"
+    )
     asyncio.run(service.serve(host=args.host, port=port))
     return EXIT_OK
 

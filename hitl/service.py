@@ -159,14 +159,17 @@ class Service:
         except HitlError as exc:
             return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
         stats = [vars(c.stats) for c in self.consumers]
-        return web.json_response(
-            {
-                "status": "ok",
-                "pending": pending,
-                "policy_version": self.authority.version,
-                "intake": stats,
-            }
-        )
+        body: dict[str, Any] = {
+            "status": "ok",
+            "pending": pending,
+            "policy_version": self.authority.version,
+            "intake": stats,
+        }
+        error = getattr(self.holder, "last_error", None) if self.holder is not None else None
+        if error:  # still serving the last good policy, but someone must fix the file
+            body["status"] = "degraded"
+            body["policy_error"] = str(error)
+        return web.json_response(body)
 
     # -- running -------------------------------------------------------------------------------
 
