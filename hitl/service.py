@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import signal
 import threading
 from collections.abc import Callable
@@ -96,6 +97,9 @@ class Service:
         self.app = web.Application()
         self.app.router.add_get("/healthz", self.healthz)
         self._threads: list[threading.Thread] = []
+        self._dispatch: queue.Queue[list[RequestRecord] | None] | None = None
+        self.dispatched = 0
+        """Stored records scheduled and handed to the channels so far (threaded intake)."""
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -103,6 +107,36 @@ class Service:
         return self.authority.evaluate(request)
 
     def _on_stored(self, records: list[RequestRecord]) -> None:
+        """Newly stored records: hand them to the dispatcher thread when the intake runs
+        threaded (so scheduling and card posting never slow intake down), else act inline."""
+        if self._dispatch is not None:
+            self._dispatch.put(records)
+        else:
+            self._dispatch_now(records)
+
+    def _dispatcher(self) -> None:
+        """Drain stored records in batches: schedule their jobs, then post their cards."""
+        assert self._dispatch is not None
+        while True:
+            first = self._dispatch.get()
+            if first is None:
+                return
+            batch, done = list(first), False
+            while len(batch) < 2000:
+                try:
+                    more = self._dispatch.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    done = True
+                    break
+                batch.extend(more)
+            self._dispatch_now(batch)
+            self.dispatched += len(batch)
+            if done:
+                return
+
+    def _dispatch_now(self, records: list[RequestRecord]) -> None:
         try:
             cards = self.scheduler.on_stored(records)  # schedules jobs; folds digests and bursts
         except Exception:  # scheduling must not stop intake; the tick's sweep catches up
@@ -164,6 +198,7 @@ class Service:
             "pending": pending,
             "policy_version": self.authority.version,
             "intake": stats,
+            "dispatch_backlog": self._dispatch.qsize() if self._dispatch is not None else 0,
         }
         error = getattr(self.holder, "last_error", None) if self.holder is not None else None
         if error:  # still serving the last good policy, but someone must fix the file
@@ -174,6 +209,11 @@ class Service:
     # -- running -------------------------------------------------------------------------------
 
     def start_intake(self) -> None:
+        # Bounded: if scheduling falls far behind a burst, intake waits rather than piling up.
+        self._dispatch = queue.Queue(maxsize=1000)
+        dispatcher = threading.Thread(target=self._dispatcher, name="dispatch", daemon=True)
+        dispatcher.start()
+        self._threads.append(dispatcher)
         for consumer in self.consumers:
             thread = threading.Thread(
                 target=consumer.run, args=(self.stop_event,), name=f"intake-{consumer.name}"
@@ -184,6 +224,11 @@ class Service:
 
     def stop_intake(self) -> None:
         self.stop_event.set()
+        for thread in self._threads:
+            if thread.name != "dispatch":
+                thread.join(timeout=5)
+        if self._dispatch is not None:  # after the consumers: what they stored still dispatches
+            self._dispatch.put(None)
         for thread in self._threads:
             thread.join(timeout=5)
 

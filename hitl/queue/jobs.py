@@ -35,6 +35,7 @@ from typing import IO, Any
 from hitl.config import Settings
 from hitl.errors import NotFound
 from hitl.handlers.timeouts import Action, Escalation, due_level, escalate, notices, remind
+from hitl.models import State
 from hitl.queue.digest import Digests
 from hitl.queue.keys import Keys
 from hitl.queue.scheduler import (
@@ -176,6 +177,9 @@ def remind_job(request_id: str, level: int, at: float | None = None) -> str:
     ctx = context()
     ctx.wait_until(at)
     notice = remind(ctx.store, request_id, level)
+    record = ctx.store.find(request_id)
+    if record is not None and record.state is State.PENDING:
+        ctx.scheduler.schedule(record, reminded=True)  # this level's escalation job, next
     if notice is None:
         return "noop"
     return "sent" if ctx.sink.send(notice) else "already sent"

@@ -371,12 +371,17 @@ class Scheduler:
 
     # -- what to schedule ----------------------------------------------------------------------
 
-    def plan(self, record: RequestRecord, now: float | None = None) -> list[PlannedJob]:
-        """The job of the next level of the chain, and the reminder before it (when useful).
+    def plan(
+        self, record: RequestRecord, now: float | None = None, *, reminded: bool = False
+    ) -> list[PlannedJob]:
+        """The next job of the chain: the reminder before the next level (when useful), else
+        that level's escalation job.
 
-        Only the next level: most requests are answered before their first deadline, so jobs
-        for later levels would mostly be dead weight. Each level's job schedules the level after
-        it (and the periodic sweep escalates any overdue request whose job was lost).
+        One job at a time: most requests are answered before their first deadline, so jobs for
+        later steps would mostly be dead weight (and each RQ job costs the intake ~0.25 ms). The
+        reminder job schedules its level's escalation (``reminded=True``), each escalation job
+        schedules the next step, and the periodic sweep escalates any overdue request whose job
+        was lost.
         """
         if record.state is not State.PENDING:
             return []
@@ -386,7 +391,18 @@ class Scheduler:
         if not ahead:
             return []
         step = ahead[0]
-        jobs = [
+        previous = steps[step.level - 2].due_at if step.level > 1 else record.created_at
+        remind_at = step.due_at - self.config.remind_before_s
+        if not reminded and self.config.remind_before_s and remind_at > max(previous, now):
+            return [
+                PlannedJob(
+                    self.job_id("rem", record.id, step.level),
+                    remind_at,
+                    f"{JOBS}.remind_job",
+                    (record.id, step.level, remind_at),
+                )
+            ]
+        return [
             PlannedJob(
                 self.job_id("esc", record.id, step.level),
                 step.due_at,
@@ -394,22 +410,12 @@ class Scheduler:
                 (record.id, step.level, step.due_at),
             )
         ]
-        previous = steps[step.level - 2].due_at if step.level > 1 else record.created_at
-        remind_at = step.due_at - self.config.remind_before_s
-        if self.config.remind_before_s and remind_at > max(previous, now):
-            jobs.append(
-                PlannedJob(
-                    self.job_id("rem", record.id, step.level),
-                    remind_at,
-                    f"{JOBS}.remind_job",
-                    (record.id, step.level, remind_at),
-                )
-            )
-        return jobs
 
-    def schedule(self, record: RequestRecord, now: float | None = None) -> list[str]:
-        """Schedule the record's jobs; returns the ids scheduled now (existing ones are kept)."""
-        return self._enqueue_many(self.plan(record, now))
+    def schedule(
+        self, record: RequestRecord, now: float | None = None, *, reminded: bool = False
+    ) -> list[str]:
+        """Schedule the record's next job; returns the ids scheduled now (existing ones kept)."""
+        return self._enqueue_many(self.plan(record, now, reminded=reminded))
 
     def schedule_many(self, records: Iterable[RequestRecord]) -> int:
         """Schedule the jobs of many records in two round trips. Returns jobs scheduled."""

@@ -169,7 +169,7 @@ def test_a_job_promoted_early_waits_for_its_deadline(
 
 def test_transient_failure_is_retried(ctx: JobContext, store: Store, clock: ManualClock) -> None:
     """A job that cannot reach Redis fails, is retried by rq, and then does its work."""
-    ctx.scheduler.schedule(_put(store))
+    ctx.scheduler.schedule(_put(store), reminded=True)
     clock.advance(600)
     dead = redis.Redis(
         port=free_port(), decode_responses=True, retry=Retry(NoBackoff(), 0), socket_timeout=0.2

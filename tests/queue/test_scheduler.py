@@ -94,31 +94,34 @@ def test_queue_name_follows_the_prefix(store: Store) -> None:
 
 
 def test_the_next_level_and_its_reminder_are_scheduled(scheduler: Scheduler) -> None:
-    """One job at the next level's deadline and a reminder before it; later levels follow."""
+    """One job at a time: the reminder before the next level, then (scheduled by the reminder)
+    that level's escalation; later levels follow."""
     record = _record()
-    assert ["hitl-esc-r1-1", "hitl-rem-r1-1"] == scheduler.schedule(record)
+    assert ["hitl-rem-r1-1"] == scheduler.schedule(record)
+    assert ["hitl-esc-r1-1"] == scheduler.schedule(record, reminded=True)
     assert {"hitl-esc-r1-1": T0 + 600, "hitl-rem-r1-1": T0 + 480} == _scheduled(scheduler)
     job = Job.fetch("hitl-esc-r1-1", connection=scheduler.connection)
     assert ("hitl.queue.jobs.escalate_job", ("r1", 1, T0 + 600)) == (job.func_name, job.args)
     assert job.retries_left is not None and job.retries_left > 0
     at_two = record.model_copy(update={"escalation_level": 2})
-    assert ["hitl-esc-r1-3", "hitl-rem-r1-3"] == scheduler.schedule(at_two)
+    assert ["hitl-rem-r1-3"] == scheduler.schedule(at_two)
+    assert ["hitl-esc-r1-3"] == scheduler.schedule(at_two, reminded=True)
     assert T0 + 3600 == _scheduled(scheduler)["hitl-esc-r1-3"]
 
 
 def test_scheduling_twice_schedules_nothing_new(scheduler: Scheduler) -> None:
     """Job ids are unique per (request, level): a second schedule() is a no-op."""
     record = _record()
-    assert 2 == len(scheduler.schedule(record))
+    assert 1 == len(scheduler.schedule(record))
     assert [] == scheduler.schedule(record)
     assert [] == scheduler.schedule(record)
-    assert 2 == len(_scheduled(scheduler))
+    assert 1 == len(_scheduled(scheduler))
 
 
 def test_jobs_carry_their_exact_time(scheduler: Scheduler) -> None:
     """rq's registry counts whole seconds: the job is promoted at the second, and carries the
     exact deadline so it can wait out the rest (see test_jobs)."""
-    scheduler.schedule(_record(created_at=T0 + 0.25, escalation=CHAIN[:1]))
+    scheduler.schedule(_record(created_at=T0 + 0.25, escalation=CHAIN[:1]), reminded=True)
     assert T0 + 600 == _scheduled(scheduler)["hitl-esc-r1-1"]
     job = Job.fetch("hitl-esc-r1-1", connection=scheduler.connection)
     assert ("r1", 1, T0 + 600.25) == job.args
@@ -139,7 +142,7 @@ def test_reminders_only_when_useful(store: Store) -> None:
     level_one = _record("wide").model_copy(update={"escalation_level": 1})
     assert ["hitl-esc-wide-2"] == wide.schedule(level_one), "900 s before 20m is before 10m"
     level_two = _record("wide").model_copy(update={"escalation_level": 2})
-    assert ["hitl-esc-wide-3", "hitl-rem-wide-3"] == wide.schedule(level_two)
+    assert ["hitl-rem-wide-3"] == wide.schedule(level_two)
     late = Scheduler(store, SchedulerConfig(remind_before_s=120))
     assert ["hitl-esc-late-1"] == late.schedule(_record("late"), now=T0 + 500)
 
@@ -147,6 +150,7 @@ def test_reminders_only_when_useful(store: Store) -> None:
 def test_enqueue_due_moves_only_due_jobs(scheduler: Scheduler, clock: ManualClock) -> None:
     """Moving the clock and promoting puts exactly the due jobs on the queue."""
     scheduler.schedule(_record())
+    scheduler.schedule(_record(), reminded=True)
     assert 0 == scheduler.enqueue_due()
     clock.advance(480)
     assert 1 == scheduler.enqueue_due()
@@ -171,7 +175,7 @@ def test_on_stored_schedules_and_returns_cards(scheduler: Scheduler) -> None:
     """Without a folder every stored record gets its card; pending ones get their jobs."""
     records = [_record("a"), _record("b").model_copy(update={"state": State.APPROVED})]
     assert records == scheduler.on_stored(records)
-    assert {"hitl-esc-a-1", "hitl-rem-a-1"} <= set(_scheduled(scheduler))
+    assert {"hitl-rem-a-1"} <= set(_scheduled(scheduler))
     assert not any("-b-" in i for i in _scheduled(scheduler))
 
 
@@ -181,7 +185,7 @@ def test_resync_schedules_pending_requests(scheduler: Scheduler, store: Store) -
 
     for rid in ("x1", "x2"):
         store.update(rid, lambda _c, rid=rid: Change(record=_record(rid)))
-    assert 4 == scheduler.resync()
+    assert 2 == scheduler.resync()  # one job each: the first reminder
     assert 0 == scheduler.resync()
 
 
