@@ -357,11 +357,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
             _out(args, f"submitted {request_id}", {"id": request_id})
             return EXIT_OK
         decision = client.wait(request_id, args.wait)
-    _out(
-        args,
-        f"{request_id}: {decision.outcome.value} {decision.reason}".rstrip(),
-        decision.model_dump(mode="json"),
-    )
+    human = f"{request_id}: {decision.outcome.value} {decision.reason}".rstrip()
+    if decision.modified:
+        changed = {
+            k: f"{(decision.original_params or {}).get(k)!r} -> {v!r}"
+            for k, v in decision.params.items()
+            if (decision.original_params or {}).get(k) != v
+        }
+        human += "\n  modified: " + ", ".join(f"{k}: {c}" for k, c in changed.items())
+        human += "\n  run with: " + json.dumps(decision.params, ensure_ascii=False)
+    _out(args, human, decision.model_dump(mode="json"))
     return EXIT_OK if decision.approved else EXIT_FAIL
 
 

@@ -177,7 +177,7 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
             )
             if record.state.terminal:
                 waiter.join(10)
-                _report(results.get(n))
+                _report(results.pop(n, None))
                 continue
             if interactive:
                 _say(f"  pending: decide it with `hitl show {rid}` / `hitl approve {rid} --as ...`")
@@ -187,7 +187,7 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
             for act, who, reason, params in step.get("review", []):
                 _review(service, rid, act, who, reason, params)
             waiter.join(20)
-            _report(results.get(n))
+            _report(results.pop(n, None))
             if step["action"] == "refund" and n == len(SCENARIO) - 1:
                 _say("\n" + describe(service.store.get(rid)))
         if interactive:
@@ -196,7 +196,7 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
                 while any(w.is_alive() for w in waiters):
                     time.sleep(0.5)
                     for n in list(results):
-                        _report(results.pop(n))
+                        _report(results.pop(n, None))
         ok = _verify_audit(settings, service)
         _say("\nDone. Try: hitl audit verify / hitl audit export audit.jsonl")
         return 0 if ok else 1
