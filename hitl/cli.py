@@ -246,6 +246,34 @@ def cmd_pending(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from hitl.handlers import stats
+
+    figures = stats(_store(args), last=args.last)
+    lat = figures["latency"]
+
+    def secs(value: Any) -> str:
+        return "-" if value is None else f"{value:.1f}s"
+
+    def pct(value: Any) -> str:
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    human = "\n".join(
+        [
+            f"last {figures['decisions']} decisions: {figures['auto']} by policy, "
+            f"{figures['needed_a_human']} needed a human (escalation rate "
+            f"{pct(figures['escalation_rate'])}), {figures['expired']} expired",
+            f"approval rate (decided by people): {pct(figures['approval_rate'])}",
+            f"review latency: first seen p50 {secs(lat['first_seen_p50_s'])} p95 "
+            f"{secs(lat['first_seen_p95_s'])}; decision p50 {secs(lat['decision_p50_s'])} p95 "
+            f"{secs(lat['decision_p95_s'])}",
+            f"pending now: {figures['pending']} {figures['pending_by_risk'] or ''}".rstrip(),
+        ]
+    )
+    _out(args, human, figures)
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     record = _store(args).get(args.id)
     _out(args, describe(record), _record_json(record))
@@ -512,6 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_pending)
+
+    p = sub.add_parser("stats", parents=[common], help="approval/escalation rates, review latency")
+    p.add_argument("--last", type=int, default=1000, help="decisions to look back over")
+    p.set_defaults(func=cmd_stats)
 
     p = sub.add_parser("show", parents=[common], help="one request in full")
     p.add_argument("id")

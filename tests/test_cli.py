@@ -509,3 +509,20 @@ def test_online_verify_also_checks_a_given_head(
     assert 0 == run("audit", "verify")[0]
     code, out, _err = run("audit", "verify", "--head", "1:" + "a" * 64)
     assert (1, True) == (code, "BROKEN" in out)
+
+
+def test_stats_reports_the_articles_metrics(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """stats: escalation rate (needed a human), approval rate and review latency, as JSON."""
+    _submit(r, pintake, "auto-1", action="list_instances", params={"region": "eu"})
+    _submit(r, pintake, "r-1")
+    _submit(r, pintake, "r-2")
+    assert 0 == run("approve", "r-1", "--as", "bob")[0]
+    assert 0 == run("reject", "r-2", "--as", "bob", "--reason", "no")[0]
+    code, out, _err = run("stats", "--json")
+    figures = json.loads(out)
+    assert (0, 3, 1, 2) == (code, figures["decisions"], figures["auto"], figures["needed_a_human"])
+    assert (0.5, 0.6667) == (figures["approval_rate"], figures["escalation_rate"])
+    assert figures["latency"]["decision_p50_s"] is not None
+    assert "escalation rate 66.7%" in run("stats")[1]

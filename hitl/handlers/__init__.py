@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .authority import Authority, OpenAuthority, VoteCheckResult, review_everything
 from .decisions import Decider, Result, describe_decision, validate_params
-from .queries import Page, pending, show
+from .queries import Page, pending, show, stats
 
 __all__ = [
     "Authority",
@@ -17,5 +17,6 @@ __all__ = [
     "pending",
     "review_everything",
     "show",
+    "stats",
     "validate_params",
 ]

@@ -235,6 +235,9 @@ class Decider:
             return refusal or Change()
 
         change = self.store.update(request_id, fn)
+        from .timeouts import mark_seen
+
+        mark_seen(self.store, request_id)  # a reviewer has the request in front of them
         return change.record or self.store.get(request_id)
 
     def _reject_refusal(self, record: RequestRecord, reviewer: Reviewer) -> Change | None:
