@@ -114,6 +114,15 @@ def check_vote(
             f"{name} made this request and cannot approve it (no self-approval); "
             f"another reviewer must decide.{_ask(directory, verdict.roles, exclude)}",
         )
+    if directory.entries and directory.get(reviewer_id) is None:
+        # A policy with a directory is a closed list: a stranger who can see a card (a public
+        # channel, a forwarded link) never decides, even where a rule names no role.
+        return VoteCheck(
+            False,
+            f"{reviewer_id} is not in the policy's reviewer directory, so cannot decide; "
+            "add them under `reviewers:` with their roles."
+            f"{_ask(directory, verdict.roles, exclude)}",
+        )
     if any(directory.identity(v.reviewer.user_id) == me for v in votes):
         return VoteCheck(
             False,

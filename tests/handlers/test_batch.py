@@ -91,7 +91,7 @@ def test_unauthorized_reviewer_decides_nothing(store: Store, decider: Decider) -
         _put(store, f"c{i}")
     batch = decide_many(decider, ["c0", "c1", "c2"], MALLORY, approve=True)
     assert [] == batch.decided and 3 == len(batch.refused)
-    assert batch.message.startswith("0 approved; 3 refused: mallory cannot approve")
+    assert batch.message.startswith("0 approved; 3 refused: mallory is not in the policy")
     assert all(store.get(f"c{i}").state is State.PENDING for i in range(3))
     refused = [e for e in audit_entries(store.redis) if e["kind"] == "refused"]
     assert ["c0", "c1", "c2"] == [e["request_id"] for e in refused]

@@ -71,14 +71,16 @@ def test_unknown_reviewer_holds_no_role() -> None:
     """Someone not in the directory cannot approve a request that needs a role."""
     check = POLICY.check_vote(REFUND, [], "mallory", None)
     assert not check.ok
-    assert "no role in the reviewer directory" in check.reason
+    assert "not in the policy's reviewer directory" in check.reason
     assert frozenset() == POLICY.roles_of("mallory")
     assert POLICY.reviewer("mallory") is None
 
 
-def test_no_roles_means_anyone_but_the_requester() -> None:
-    """A review without roles may be approved by anyone, even a stranger, but the requester."""
-    assert POLICY.check_vote(NOTE, [], "mallory", "alice").ok
+def test_no_roles_means_any_listed_reviewer_but_the_requester() -> None:
+    """A review without roles may be approved by anyone in the directory but the requester;
+    a stranger (someone who merely sees the card) never decides."""
+    assert POLICY.check_vote(NOTE, [], "bob", "alice").ok
+    assert not POLICY.check_vote(NOTE, [], "mallory", "alice").ok
     assert not POLICY.check_vote(NOTE, [], "alice@example.com", "U0ALICE").ok
 
 
