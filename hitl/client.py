@@ -34,6 +34,7 @@ import asyncio
 import functools
 import inspect
 import json
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -62,6 +63,9 @@ __all__ = ["AsyncClient", "Client", "require_approval"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+EXPIRY_GRACE_S = 5.0
+"""How much longer ``request_approval(timeout=...)`` waits than the ``timeout_s`` it sets: the
+worker applies deny-by-default within about a second of the deadline (RQ polls each second)."""
 _POLL_S = 1.0
 """Longest single BLPOP: a waiter re-checks the record this often, so two waiters on one id
 (or a decision popped by an earlier run of the agent) are still answered."""
@@ -233,11 +237,16 @@ class Client:
         timeout: float | None = None,
         **fields: Any,
     ) -> Decision:
-        """Submit and wait: the decision (approved or not), or :class:`ApprovalTimeout`."""
+        """Submit and wait: the decision (approved or not), or :class:`ApprovalTimeout`.
+
+        ``timeout`` also becomes the request's ``timeout_s``, so the server denies it by default
+        when it passes; the client waits :data:`EXPIRY_GRACE_S` longer to receive that
+        ``expired`` decision rather than give up a moment before it.
+        """
         if timeout is not None:
-            fields.setdefault("timeout_s", max(1, int(timeout)))
+            fields.setdefault("timeout_s", max(1, math.ceil(timeout)))
         request_id = self.submit(action, params, **fields)
-        return self.wait(request_id, timeout)
+        return self.wait(request_id, None if timeout is None else timeout + EXPIRY_GRACE_S)
 
     def cancel(self, request_id: str, reason: str = "", timeout: float = 10.0) -> Decision:
         """Withdraw a pending request. Returns the terminal decision (which may be an earlier
@@ -349,9 +358,9 @@ class AsyncClient:
         **fields: Any,
     ) -> Decision:
         if timeout is not None:
-            fields.setdefault("timeout_s", max(1, int(timeout)))
+            fields.setdefault("timeout_s", max(1, math.ceil(timeout)))
         request_id = await self.submit(action, params, **fields)
-        return await self.wait(request_id, timeout)
+        return await self.wait(request_id, None if timeout is None else timeout + EXPIRY_GRACE_S)
 
     async def cancel(
         self,
