@@ -39,6 +39,16 @@ async def test_oncall_destination_is_a_dm(harness: SlackHarness) -> None:
     assert "DU0BOB" == record.cards[0].conversation
 
 
+async def test_requester_alone_on_call_goes_to_the_default_channel(harness: SlackHarness) -> None:
+    """bob asks and bob is the only manager on call: the card goes where others can see it."""
+    record = await harness.submit_and_post(
+        action="wire", params={"amount": 9000}, requested_by="U0BOB"
+    )
+    card = harness.slack.cards_for(record.id)[0]
+    assert "#approvals" == card.args["channel"]
+    assert [] == [c for c in harness.slack.calls_to("conversations.open")]
+
+
 async def test_user_destination_is_a_dm(harness: SlackHarness) -> None:
     """``user:bob`` DMs bob by his Slack id from the directory."""
     record = await harness.submit_and_post(action="ask_bob")

@@ -135,6 +135,8 @@ async def test_oncall(harness: SlackHarness) -> None:
     text = await answer(harness, "oncall")
     assert "managers: Bob Brown (<@U0BOB>)" in text
     assert "nobody-in-slack: Frank Foster" in text
+    blocks = json.dumps(harness.slack.responses()[-1].args["blocks"])
+    assert "(<@U0BOB>)" in blocks, "the mention in the blocks must stay a live mention"
 
 
 async def test_command_answers_are_acknowledged_before_work(harness: SlackHarness) -> None:

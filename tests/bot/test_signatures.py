@@ -34,6 +34,9 @@ async def _assert_nothing_changed(harness: SlackHarness, request_id: str, calls:
         pytest.param(
             lambda body: {**sign(body), "X-Slack-Signature": "v0=" + "0" * 64}, id="garbage"
         ),
+        pytest.param(
+            lambda body: {**sign(body), "X-Slack-Request-Timestamp": "abc"}, id="timestamp-abc"
+        ),
     ],
 )
 async def test_bad_signature_is_401_and_changes_nothing(

@@ -294,7 +294,8 @@ class SlackChannel:
     async def notify(self, record: RequestRecord, target: Destination | None, text: str) -> None:
         """Tell ``target`` about ``record``: a reply in the thread of every posted copy, and a
         copy of the card (with ``text`` on top) in each place ``target`` means that has none."""
-        targets = await self.route(target) if target is not None else []
+        requester = record.request.requested_by
+        targets = await self.route(target, exclude=requester) if target is not None else []
         people = [p for t in targets for p in t.people]
         mention = " ".join(f"<@{p}>" for p in people)
         await self.reply_in_threads(record, f"{text} {mention}".strip())
@@ -368,14 +369,20 @@ class SlackChannel:
 
     # -- routing -------------------------------------------------------------------------------
 
-    async def route(self, destination: Destination | None) -> list[Target]:
-        """Where a destination means now: a channel, or the DMs of the people it resolves to."""
+    async def route(
+        self, destination: Destination | None, exclude: str | None = None
+    ) -> list[Target]:
+        """Where a destination means now: a channel, or the DMs of the people it resolves to.
+
+        ``exclude`` (the requester) is left out of the people: a card DMed only to the person who
+        asked, who may not approve it, would leave the request unseen by anyone who may.
+        """
         default = self.settings.default_channel or self.settings.fallback_channel
         if destination is None or not destination.target:
             return [Target(default)] if default else []
         if destination.kind == "channel":
             return [Target(destination.target)]
-        people = self._resolve(destination)
+        people = self._resolve(destination, exclude)
         targets: list[Target] = []
         for user in people:
             try:
@@ -391,7 +398,7 @@ class SlackChannel:
             return []
         return [Target(default, notice=f":warning: Nobody in Slack is {where} right now.")]
 
-    def _resolve(self, destination: Destination) -> list[str]:
+    def _resolve(self, destination: Destination, exclude: str | None = None) -> list[str]:
         resolve = getattr(self.authority, "resolve", None)
         ids: list[str]
         if callable(resolve):
@@ -399,6 +406,13 @@ class SlackChannel:
             ids = list(resolve(destination, at))
         else:
             ids = [destination.target] if destination.kind == "user" else []
+        if exclude:
+            same = getattr(self.authority, "same_person", None)
+            ids = [
+                i
+                for i in ids
+                if not (same(i, exclude) if callable(same) else i.casefold() == exclude.casefold())
+            ]
         found = [slack_user_id(self.authority, i) for i in ids]
         return list(dict.fromkeys(f for f in found if f))
 
@@ -414,7 +428,7 @@ class SlackChannel:
     # -- posting -------------------------------------------------------------------------------
 
     async def _post_routed(self, record: RequestRecord) -> list[CardRef]:
-        targets = await self.route(record.verdict.destination)
+        targets = await self.route(record.verdict.destination, exclude=record.request.requested_by)
         have = {c.conversation for c in record.cards if c.channel == CHANNEL}
         refs: list[CardRef] = []
         if not targets:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from hitl.bot.cards import RISK_EMOJI, format_time
-from hitl.bot.slack.blocks import card_blocks, card_text, notice_blocks, pending_blocks
+from hitl.bot.slack.blocks import card_blocks, card_text, esc, notice_blocks, pending_blocks
 from hitl.bot.slack.channel import slack_user_id
 from hitl.bot.slack.context import SlackContext
 from hitl.bot.slack.payloads import SlashCommand
@@ -136,7 +136,12 @@ async def run(
         elif parsed.name == "stats":
             await _say(respond, await stats_text(ctx, reviewer.user_id))
         elif parsed.name == "oncall":
-            await _say(respond, oncall_text(ctx))
+            text = oncall_text(ctx)  # names escaped inside; the mentions must stay live
+            await _say(
+                respond,
+                text,
+                [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}],
+            )
     except (RefusedAttempt, NotFound) as exc:
         await _say(respond, f":no_entry: {exc}")
     except HitlError as exc:
@@ -197,7 +202,7 @@ def oncall_text(ctx: SlackContext) -> str:
             continue
         lookup = getattr(authority, "reviewer", None)
         entry = lookup(who) if callable(lookup) else None
-        label = getattr(entry, "display_name", "") or who
+        label = esc(getattr(entry, "display_name", "") or who)
         slack = slack_user_id(authority, who)
         mention = f" (<@{slack}>)" if slack else ""
         lines.append(f"• {name}: {label}{mention}")

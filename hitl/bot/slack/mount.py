@@ -37,6 +37,9 @@ def events_handler(app: AsyncApp) -> Any:
     """An aiohttp handler that hands Slack's signed requests to the Bolt app."""
 
     async def handle(request: web.Request) -> web.Response:
+        stamp = request.headers.get("X-Slack-Request-Timestamp", "")
+        if not stamp.isdigit():  # Bolt would raise on int(): a forged request is a 401, not a 500
+            return web.Response(status=401, text="invalid request timestamp")
         bolt_request = await to_bolt_request(request)
         bolt_response = await app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
