@@ -34,6 +34,7 @@ from hitl.queue.store import Change, Store
 from hitl.signing import canonical_json
 
 from .authority import Authority, OpenAuthority
+from .timeouts import mark_seen, overdue_timeout, time_out
 
 __all__ = ["Decider", "Result", "describe_decision"]
 
@@ -235,8 +236,6 @@ class Decider:
             return refusal or Change()
 
         change = self.store.update(request_id, fn)
-        from .timeouts import mark_seen
-
         mark_seen(self.store, request_id)  # a reviewer has the request in front of them
         return change.record or self.store.get(request_id)
 
@@ -327,8 +326,6 @@ class Decider:
         Deny-by-default must not depend on the scheduler being up: an answer that arrives after
         the deadline is late whether or not the expiry job has run yet.
         """
-        from .timeouts import overdue_timeout, time_out
-
         now = self.store.clock()
         step = overdue_timeout(record, now)
         if step is None:

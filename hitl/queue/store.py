@@ -198,16 +198,7 @@ class Store:
             outcomes: list[str] = []
             for it in items:
                 if it.record is None:
-                    pipe.xadd(
-                        self.keys.dead,
-                        {
-                            "reason": it.dead_reason,
-                            "errors": json.dumps(it.dead_errors),
-                            "payload": json.dumps(it.payload, ensure_ascii=False),
-                            "stream_id": it.stream_id,
-                            "at": f"{self.clock():.6f}",
-                        },
-                    )
+                    self._dead_letter(pipe, it, it.dead_reason, it.dead_errors)
                     head = self._write(pipe, head, Change(events=it.events), set_head=False)
                     outcomes.append("dead")
                     continue
@@ -218,15 +209,8 @@ class Store:
                         f"id {it.record.id!r} already names a different request (the stored one "
                         "is kept); give a new request a new id"
                     )
-                    pipe.xadd(
-                        self.keys.dead,
-                        {
-                            "reason": reason,
-                            "errors": json.dumps([["id", "already used for another request"]]),
-                            "payload": json.dumps(it.payload, ensure_ascii=False),
-                            "stream_id": it.stream_id,
-                            "at": f"{self.clock():.6f}",
-                        },
+                    self._dead_letter(
+                        pipe, it, reason, [("id", "already used for another request")]
                     )
                     conflict = AuditEvent(
                         "conflicting_submission",
@@ -269,6 +253,20 @@ class Store:
 
         return self._transact(attempt)
 
+    def _dead_letter(
+        self, pipe: Any, item: IntakeItem, reason: str, errors: list[tuple[str, str]]
+    ) -> None:
+        pipe.xadd(
+            self.keys.dead,
+            {
+                "reason": reason,
+                "errors": json.dumps(errors),
+                "payload": json.dumps(item.payload, ensure_ascii=False),
+                "stream_id": item.stream_id,
+                "at": f"{self.clock():.6f}",
+            },
+        )
+
     # -- building blocks for handlers ----------------------------------------------------------
 
     def make_decision(
@@ -301,19 +299,8 @@ class Store:
 
     def add_card(self, request_id: str, card: CardRef, actor: str = "bot") -> None:
         """Remember where a copy of the card was posted (so every copy can be updated)."""
-
-        def fn(record: RequestRecord | None) -> Change:
-            if record is None:
-                raise NotFound(f"no request {request_id!r}")
-            if card in record.cards:
-                return Change()
-            new = record.model_copy(update={"cards": [*record.cards, card]})
-            event = AuditEvent(
-                "card_posted", request_id, actor, card.model_dump(), record.verdict.policy_version
-            )
-            return Change(record=new, events=[event])
-
-        self.update(request_id, fn)
+        if self.add_cards([(request_id, card)], actor):
+            raise NotFound(f"no request {request_id!r}")
 
     def add_cards(self, cards: Sequence[tuple[str, CardRef]], actor: str = "bot") -> list[str]:
         """Record several posted cards in one transaction; returns the ids that no longer exist."""

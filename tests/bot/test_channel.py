@@ -74,7 +74,7 @@ async def test_posts_are_paced_per_channel(make_harness: Factory) -> None:
     times = sorted(c.at for c in h.slack.posts("#approvals"))
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert 4 == len(gaps)
-    assert min(gaps) >= 0.17
+    assert min(gaps) >= 0.15  # pace 0.2 s; scheduling jitter on a loaded 2-core box
 
 
 @pytest.mark.slow
@@ -243,19 +243,13 @@ async def test_scheduler_notifications_are_delivered(harness: SlackHarness) -> N
 
 
 class BatchingStore(Store):
-    """A store offering ``add_cards`` (the batch form docs/slack.md proposes), recording calls."""
+    """The real store, recording the size of each ``add_cards`` batch."""
 
     batches: list[int]
 
-    def add_cards(self, items: list[tuple[str, Any]], actor: str = "bot") -> list[str]:
+    def add_cards(self, items: Any, actor: str = "bot") -> list[str]:
         self.batches.append(len(items))
-        missing = []
-        for request_id, ref in items:
-            if self.find(request_id) is None:
-                missing.append(request_id)
-            else:
-                self.add_card(request_id, ref, actor)
-        return missing
+        return super().add_cards(items, actor)
 
 
 async def test_cards_are_recorded_in_batches_when_the_store_can(harness: SlackHarness) -> None:
