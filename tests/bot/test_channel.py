@@ -254,8 +254,8 @@ class BatchingStore(Store):
 
 async def test_cards_are_recorded_in_batches_when_the_store_can(harness: SlackHarness) -> None:
     """With Store.add_cards, cards are recorded in one call; unknown ids are reported."""
-    one = await harness.submit_request()
-    two = await harness.submit_request()
+    one = await harness.submit_and_post()  # their own cards are recorded before the swap
+    two = await harness.submit_and_post()
     store = BatchingStore(
         harness.store.redis,
         decision_key=harness.store.decision_key,

@@ -702,12 +702,20 @@ class SlackChannel:
         """Retry the backlog and stale cards, and sweep for pending requests without a card."""
         assert self._stop is not None
         next_sweep = 0.0
+        # The first sweep is for what was left before this process started; later ones only for
+        # requests older than sweep_min_age_s. Fresh requests belong to the intake's dispatcher,
+        # which may still be folding them into a digest.
+        started = self.clock()
+        first = True
         tick = min(self.settings.backlog_retry_s, self.settings.sweep_s or 3600.0, 5.0)
         while not self._stop.is_set():
             try:
                 now = time.monotonic()
                 if now >= next_sweep:
-                    self.stats.swept += await self.sweep(self.settings.sweep_min_age_s)
+                    self.stats.swept += await self.sweep(
+                        self.settings.sweep_min_age_s, created_before=started if first else None
+                    )
+                    first = False
                     next_sweep = now + (self.settings.sweep_s or float("inf"))
                 due = [i for i, at in self._backlog.items() if at <= now]
                 for request_id in due:
@@ -726,9 +734,9 @@ class SlackChannel:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=tick)
 
-    async def sweep(self, min_age_s: float = 0.0) -> int:
+    async def sweep(self, min_age_s: float = 0.0, created_before: float | None = None) -> int:
         """Post cards for pending requests that have no Slack card and are older than
-        ``min_age_s``; returns how many were posted."""
+        ``min_age_s`` (and created before ``created_before``); returns how many were posted."""
         records = await asyncio.to_thread(self.store.pending, 0, 0)
         now = self.clock()
         todo = [
@@ -738,6 +746,7 @@ class SlackChannel:
             and not any(c.channel in (CHANNEL, DIGEST) for c in r.cards)
             and r.id not in self._inflight
             and now - r.created_at >= min_age_s
+            and (created_before is None or r.created_at < created_before)
         ]
         if todo:
             folded = await asyncio.to_thread(lambda: [self._left_to_digest(r) for r in todo])
