@@ -64,6 +64,24 @@ def intake(store: Store, decider: Decider) -> Iterator[IntakeConsumer]:
     consumer.close()
 
 
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
+    """The CLI's environment: HITL_REDIS_URL and HITL_SECRET for the test Redis; no HITL_POLICY."""
+    monkeypatch.setenv("HITL_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("HITL_SECRET", SECRET.decode())
+
+
+@pytest.fixture
+def pintake(store: Store) -> Iterator[IntakeConsumer]:
+    """An intake classifying with the shipped policy, as `hitl serve` (and the CLI) do."""
+    from hitl.policies import default_policy
+
+    consumer = IntakeConsumer(store, default_policy().evaluate, block_ms=0)
+    consumer.ensure_group()
+    yield consumer
+    consumer.close()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's HITL_* environment or data directory."""

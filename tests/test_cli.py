@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +14,14 @@ import redis
 from hitl.cli import main, parse_param
 from hitl.errors import InvalidRequest
 from hitl.models import State
-from hitl.policies import default_policy
 from hitl.queue.audit import AuditEvent
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
 from tests.conftest import SECRET
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import free_port
 from tests.scenarios.helpers import consuming, drain, xadd_raw
 
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
-    """The CLI's environment: the test Redis, the test secret, no HITL_POLICY (the shipped one)."""
-    monkeypatch.setenv("HITL_REDIS_URL", redis_server.url)
-    monkeypatch.setenv("HITL_SECRET", SECRET.decode())
-
-
-@pytest.fixture
-def pintake(store: Store) -> Iterator[IntakeConsumer]:
-    """An intake that classifies with the shipped policy, as `hitl serve` does."""
-    consumer = IntakeConsumer(store, default_policy().evaluate, block_ms=0)
-    consumer.ensure_group()
-    yield consumer
-    consumer.close()
 
 
 @pytest.fixture

@@ -38,16 +38,9 @@ from hitl.queue.audit import AuditEvent, verify_entries
 from hitl.queue.scheduler import ManualClock, chain
 from hitl.queue.store import Change, Store
 from hitl.signing import verify_decision
+from tests.chains import CHAIN, MANAGERS, SECONDARY, T0
 from tests.scenarios.helpers import audit_entries, audit_kinds
 
-T0 = 1_900_000_000.0
-SECONDARY = Destination(kind="oncall", target="secondary")
-MANAGERS = Destination(kind="oncall", target="managers")
-CHAIN = [
-    EscalationStep(after_s=600, target=SECONDARY),
-    EscalationStep(after_s=1200, target=MANAGERS),
-    EscalationStep(after_s=3600, timeout=True),
-]
 BOB = Reviewer(user_id="bob", display_name="Bob", channel="slack")
 
 

@@ -16,7 +16,6 @@ from hitl.config import Settings
 from hitl.models import (
     ApprovalRequest,
     Destination,
-    EscalationStep,
     RequestRecord,
     State,
     Verdict,
@@ -27,15 +26,9 @@ from hitl.queue.audit import AuditEvent
 from hitl.queue.jobs import JobContext, use_context
 from hitl.queue.scheduler import ManualClock, SchedulerConfig, StreamSink
 from hitl.queue.store import Change, Store
+from tests.chains import CHAIN, T0
 from tests.redis_server import free_port
 from tests.scenarios.helpers import audit_entries, audit_kinds
-
-T0 = 1_900_000_000.0
-CHAIN = [
-    EscalationStep(after_s=600, target=Destination(kind="oncall", target="secondary")),
-    EscalationStep(after_s=1200, target=Destination(kind="oncall", target="managers")),
-    EscalationStep(after_s=3600, timeout=True),
-]
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from hitl.errors import ConfigError
 from hitl.models import (
     ApprovalRequest,
     Destination,
-    EscalationStep,
     RequestRecord,
     State,
     Verdict,
@@ -34,13 +33,7 @@ from hitl.queue.scheduler import (
     raw_connection,
 )
 from hitl.queue.store import Store
-
-T0 = 1_900_000_000.0
-CHAIN = [
-    EscalationStep(after_s=600, target=Destination(kind="oncall", target="secondary")),
-    EscalationStep(after_s=1200, target=Destination(kind="oncall", target="managers")),
-    EscalationStep(after_s=3600, timeout=True),
-]
+from tests.chains import CHAIN, T0
 
 
 @pytest.fixture
