@@ -17,12 +17,13 @@ from multiprocessing.connection import Connection
 from hitl.client import Client
 from hitl.config import Settings
 from hitl.handlers import Decider, OpenAuthority
+from hitl.keys import KeyRing
 from hitl.models import Reviewer
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
 from tests.redis_server import RedisServer
 
-SECRET = b"bench"
+KEYRING = KeyRing.generate()
 
 
 def _request(i: int) -> str:
@@ -62,7 +63,7 @@ def bench_intake(server: RedisServer, n: int, batch: int, policy: bool) -> float
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()
-    store = Store(r, decision_key=SECRET, audit_key=SECRET)
+    store = Store(r, signer=KEYRING)
     classify, _ = _classifier(policy)
     consumer = IntakeConsumer(store, classify, batch=batch, block_ms=0)  # type: ignore[arg-type]
     consumer.ensure_group()
@@ -108,7 +109,7 @@ def bench_raw(server: RedisServer, n: int, batch: int) -> float:
 
 def _agent(url: str, ids: Connection, times: Connection) -> None:
     """The agent in its own process (as in production): wait for each id, report when it returns."""
-    client = Client(settings=Settings(redis_url=url, secret=SECRET))
+    client = Client(settings=Settings(redis_url=url, keyring=KEYRING))
     while True:
         rid = ids.recv()
         if rid is None:
@@ -128,8 +129,8 @@ def bench_roundtrips(server: RedisServer, n: int) -> tuple[list[float], list[flo
     """
     r = server.client()
     r.flushall()
-    settings = Settings(redis_url=server.url, secret=SECRET)
-    store = Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    settings = Settings(redis_url=server.url, keyring=KEYRING)
+    store = Store(r, signer=settings.signing_keys())
     consumer = IntakeConsumer(store, OpenAuthority().evaluate, block_ms=0)
     consumer.ensure_group()
     decider = Decider(store, OpenAuthority())
@@ -174,7 +175,7 @@ def bench_service_intake(server: RedisServer, n: int) -> tuple[float, float]:
     for i in range(n):
         pipe.xadd("hitl:requests", {"request": _request(i)})
     pipe.execute()
-    settings = Settings(redis_url=server.url, secret=SECRET)
+    settings = Settings(redis_url=server.url, keyring=KEYRING)
     service = Service(settings)
     stored_keys = "hitl:pending"
     t0 = time.perf_counter()

@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.bench_core import _classifier as core_classifier
 from bench.bench_core import _request as core_request
 from hitl.config import Settings
+from hitl.keys import KeyRing
 from hitl.models import (
     ApprovalRequest,
     Destination,
@@ -37,7 +38,7 @@ from hitl.queue.store import Store
 from tests.redis_server import RedisServer
 from tests.scenarios.helpers import audit_entries
 
-SECRET = b"bench"
+KEYRING = KeyRing.generate()
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -62,8 +63,8 @@ def bench_lateness(server: RedisServer, n: int) -> tuple[list[float], list[float
     """Submit ``n`` requests (spread over ~2 s) with a 2-4 s / 5-7 s chain; collect late_s."""
     r = server.client()
     r.flushall()
-    settings = Settings(redis_url=server.url, secret=SECRET, data_dir=Path(tempfile.mkdtemp()))
-    store = Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    settings = Settings(redis_url=server.url, keyring=KEYRING, data_dir=Path(tempfile.mkdtemp()))
+    store = Store(r, signer=settings.signing_keys())
     ctx = JobContext.build(store, SchedulerConfig(remind_before_s=0))
     worker = start_worker(settings)
     try:
@@ -105,8 +106,8 @@ def bench_scheduling(server: RedisServer, n: int) -> float:
     """Records/s through ``Scheduler.on_stored`` (the next level's job and its reminder)."""
     r = server.client()
     r.flushall()
-    settings = Settings(redis_url=server.url, secret=SECRET)
-    store = Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    settings = Settings(redis_url=server.url, keyring=KEYRING)
+    store = Store(r, signer=settings.signing_keys())
     ctx = JobContext.build(store, SchedulerConfig(remind_before_s=120))
     now = time.time()
     verdict = _verdict(600, 3600).model_copy(
@@ -144,7 +145,7 @@ def bench_intake(server: RedisServer, n: int, hooked: bool) -> float:
     for i in range(n):
         pipe.xadd("hitl:requests", {"request": core_request(i)})
     pipe.execute()
-    store = Store(r, decision_key=SECRET, audit_key=SECRET)
+    store = Store(r, signer=KEYRING)
     ctx = JobContext.build(store, SchedulerConfig())
     classify, _ = core_classifier(True)
     hook = ctx.scheduler.on_stored if hooked else None

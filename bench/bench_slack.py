@@ -36,13 +36,14 @@ from hitl.bot.slack import SlackChannel, SlackSettings, mount_slack
 from hitl.client import Client
 from hitl.config import Settings
 from hitl.handlers import OpenAuthority
+from hitl.keys import KeyRing
 from hitl.models import ApprovalRequest, Destination, Risk, Verdict, VerdictKind
 from hitl.queue.store import Store
 from hitl.service import Service
 from tests.bot.slack_server import MockSlack
 from tests.redis_server import RedisServer, free_port
 
-SECRET = b"bench"
+KEYRING = KeyRing.generate()
 SIGNING = "bench-signing-secret"
 
 
@@ -69,7 +70,7 @@ def _slack(port: int, ready: Any) -> None:
 
 
 def _agent(url: str, ids: Connection, times: Connection) -> None:
-    client = Client(settings=Settings(redis_url=url, secret=SECRET))
+    client = Client(settings=Settings(redis_url=url, keyring=KEYRING))
     while True:
         rid = ids.recv()
         if rid is None:
@@ -99,8 +100,8 @@ async def _start(
 ) -> tuple[Service, SlackChannel, web.AppRunner, str]:
     r = server.client()
     r.flushall()
-    settings = Settings(redis_url=server.url, secret=SECRET)
-    store = Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    settings = Settings(redis_url=server.url, keyring=KEYRING)
+    store = Store(r, signer=settings.signing_keys())
     service = Service(settings, store=store, authority=OpenAuthority(_spread))
     for consumer in service.consumers:
         consumer.ensure_group()

@@ -120,10 +120,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**overrides)
 
 
-def _store(args: argparse.Namespace) -> Any:
+def _store(args: argparse.Namespace, *, signer: bool = True) -> Any:
     from hitl.queue.connection import open_store
 
-    return open_store(_settings(args))
+    return open_store(_settings(args), signer=signer)
 
 
 def _authority(args: argparse.Namespace) -> Any:
@@ -210,7 +210,7 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
     if args.offset < 0 or args.limit < 1:
         raise InvalidRequest("--offset must be 0 or more and --limit 1 or more")
-    store = _store(args)
+    store = _store(args, signer=False)
     authority = _authority(args)
     who = args.as_user or os.environ.get("HITL_USER")
     page = pending(
@@ -249,7 +249,7 @@ def cmd_pending(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from hitl.handlers import stats
 
-    figures = stats(_store(args), last=args.last)
+    figures = stats(_store(args, signer=False), last=args.last)
     lat = figures["latency"]
 
     def secs(value: Any) -> str:
@@ -275,7 +275,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    record = _store(args).get(args.id)
+    record = _store(args, signer=False).get(args.id)
     _out(args, describe(record), _record_json(record))
     return EXIT_OK
 
@@ -399,65 +399,97 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _audit_entries(store: Any) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
-    last = "-"
-    while True:
-        batch = store.redis.xrange(store.keys.audit, min=last, max="+", count=5000)
-        if last != "-":
-            batch = batch[1:]
-        if not batch:
-            return entries
-        for _id, fields in batch:
-            try:
-                entries.append(json.loads(fields.get("e", "")))
-            except json.JSONDecodeError:
-                entries.append({"seq": None, "_raw": fields})
-        last = batch[-1][0]
+    from hitl.queue.checkpoints import read_entries
+
+    return [entry for _, entry in read_entries(store)]
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from hitl.queue.audit import ChainHead, read_jsonl, verify_entries
+    """The chain (Redis, or an export) against every signed checkpoint, with public keys only."""
+    from hitl.queue.audit import ChainHead, open_anchor, split_export, verify_chain
 
     settings = _settings(args)
+    keys = settings.verify_keys()
     expect = None
     if args.head:
         seq, _, digest = args.head.partition(":")
         if not seq.isdigit() or len(digest) != 64:
             raise InvalidRequest(f"--head {args.head!r}: expected SEQ:HASH (64 hex digits)")
         expect = ChainHead(int(seq), digest)
+    anchor = open_anchor(args.anchor) if args.anchor else settings.anchor()
     if args.file:
         with open(args.file, encoding="utf-8") as fh:
-            report = verify_entries(read_jsonl(fh), settings.audit_key, expect_head=expect)
+            entries, carried = split_export(fh)
+        chain = (carried[0].chain if carried else None) or None
+        checkpoints = [*carried, *(anchor.read() if args.anchor else [])]
+        report = verify_chain(entries, checkpoints, keys, chain=chain, expect_head=expect)
     else:
-        store = _store(args)
+        store = _store(args, signer=False)
         entries = _audit_entries(store)
-        report = verify_entries(entries, settings.audit_key, expect_head=store.head())
+        chain = store.keys.audit
+        checkpoints = anchor.read()
+        report = verify_chain(entries, checkpoints, keys, chain=chain, expect_head=store.head())
         if report.ok and expect is not None:
             # Also against a head kept elsewhere (an export's, a published anchor).
-            report = verify_entries(entries, settings.audit_key, expect_head=expect)
+            report = verify_chain(entries, checkpoints, keys, chain=chain, expect_head=expect)
     data = {
         "ok": report.ok,
         "entries": report.entries,
         "head": {"seq": report.head.seq, "hash": report.head.hash},
         "first_bad_seq": report.first_bad_seq,
         "problem": report.problem,
+        "checkpoints": report.checkpoints,
+        "anchored_seq": report.anchored_seq,
+        "unanchored": report.unanchored,
+        "anchor": anchor.where,
     }
     _out(args, str(report), data)
     return EXIT_OK if report.ok else EXIT_FAIL
 
 
-def cmd_audit_export(args: argparse.Namespace) -> int:
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    """Sign the chain's head now (needs the keyring: an operator's or the service's)."""
+    from hitl.queue.checkpoints import Checkpointer
+
+    settings = _settings(args)
     store = _store(args)
+    checkpointer = Checkpointer(store, settings.signing_keys(), settings.anchor())
+    made = checkpointer.checkpoint()
+    if made is None:
+        _out(args, "the chain has not moved since the last checkpoint", {"checkpoint": None})
+    else:
+        _out(
+            args,
+            f"checkpoint seq {made.seq} hash {made.hash} signed by {made.key_id} "
+            f"-> {checkpointer.anchor.where}",
+            {"checkpoint": made.to_json(), "anchor": checkpointer.anchor.where},
+        )
+    return EXIT_OK
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    """Entries, then the checkpoints that cover them: verifiable offline with the public key."""
+    settings = _settings(args)
+    store = _store(args, signer=False)
     entries = _audit_entries(store)
+    checkpoints = [c for c in settings.anchor().read() if c.chain == store.keys.audit]
     with open(args.file, "w", encoding="utf-8") as fh:
         for entry in entries:
             fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
+        for cp in checkpoints:
+            fh.write(json.dumps({"checkpoint": cp.to_json()}, sort_keys=True) + "\n")
     head = store.head()
     _out(
         args,
-        f"wrote {len(entries)} entries to {args.file}; head seq {head.seq} hash {head.hash}\n"
-        f"check it offline with: hitl audit verify {args.file} --head {head.seq}:{head.hash}",
-        {"file": args.file, "entries": len(entries), "head": {"seq": head.seq, "hash": head.hash}},
+        f"wrote {len(entries)} entries and {len(checkpoints)} signed checkpoints to {args.file}; "
+        f"head seq {head.seq} hash {head.hash}\n"
+        f"check it offline (public key only) with: hitl audit verify {args.file}",
+        {
+            "file": args.file,
+            "entries": len(entries),
+            "checkpoints": len(checkpoints),
+            "head": {"seq": head.seq, "hash": head.hash},
+        },
     )
     return EXIT_OK
 
@@ -465,7 +497,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 def cmd_dead(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise InvalidRequest(f"--limit must be 1 or more, got {args.limit}")
-    store = _store(args)
+    store = _store(args, signer=False)
     entries = store.redis.xrevrange(store.keys.dead, count=args.limit)
     rows = [f"{i}  {f.get('reason', '')}" for i, f in entries]
     data = [
@@ -588,7 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
     v = asub.add_parser("verify", parents=[common], help="check the chain (Redis, or a file)")
     v.add_argument("file", nargs="?", help="an exported .jsonl (offline); default: Redis")
     v.add_argument("--head", help="expected head SEQ:HASH (detects deleted newest entries)")
+    v.add_argument(
+        "--anchor", help="checkpoints to check against (default $HITL_AUDIT_ANCHOR / data dir)"
+    )
     v.set_defaults(func=cmd_audit_verify)
+    c = asub.add_parser("checkpoint", parents=[common], help="sign the head now (needs the keys)")
+    c.set_defaults(func=cmd_audit_checkpoint)
     e = asub.add_parser("export", parents=[common], help="write the chain as JSON lines")
     e.add_argument("file")
     e.set_defaults(func=cmd_audit_export)
@@ -607,6 +644,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subparser(sub)
+    from hitl.cli_keys import add_subparser as add_keys
+
+    add_keys(sub)
     return parser
 
 

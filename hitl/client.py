@@ -23,9 +23,12 @@ As a decorator, which runs the tool with the final params or raises :class:`Appr
     @hitl.require_approval(summary="Refund ${amount} for order {order_id}", risk="high")
     def refund(order_id: str, amount: float) -> str: ...
 
-Agents need only Redis and the decision key (``HITL_SECRET``, to check signatures): submissions
-and cancellations travel on the ``hitl:requests`` stream like a raw ``XADD`` from any language,
-and decisions come back on ``hitl:decision:<id>``.
+Agents need only Redis and the service's public key (``HITL_PUBLIC_KEY``), which verifies
+decisions and cannot sign one: submissions and cancellations travel on the ``hitl:requests``
+stream like a raw ``XADD`` from any language, and decisions come back on ``hitl:decision:<id>``.
+``wait`` accepts a decision only if it verifies, names the request waited for, and carries the
+digest of the request this client submitted (after a restart, pass ``digest=`` saved from
+:meth:`Client.digest` to keep that last check).
 """
 
 from __future__ import annotations
@@ -55,9 +58,10 @@ from hitl.errors import (
     StaleApproval,
     StoreUnavailable,
 )
+from hitl.keys import PublicKeys
 from hitl.models import MAX_PAYLOAD_BYTES, ApprovalRequest, Decision, RequestRecord
 from hitl.queue.keys import Keys
-from hitl.signing import verify_decision
+from hitl.signing import request_digest, verify_decision
 
 __all__ = ["AsyncClient", "Client", "require_approval"]
 
@@ -140,6 +144,31 @@ def _fresh(decision: Decision, max_age: float | None) -> Decision:
     return decision
 
 
+class _Verifier:
+    """What both clients share: the trusted public keys (read once) and the digests of the
+    requests this process submitted (bounded: the oldest are forgotten first)."""
+
+    MAX_REMEMBERED = 100_000
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._keys: PublicKeys | None = None
+        self.digests: dict[str, str] = {}
+
+    def remember(self, request: ApprovalRequest) -> None:
+        assert request.id is not None
+        if len(self.digests) >= self.MAX_REMEMBERED:
+            self.digests.pop(next(iter(self.digests)))
+        self.digests[request.id] = request_digest(request)
+
+    def verify(self, decision: Decision, request_id: str | None, digest: str | None) -> Decision:
+        if self._keys is None:
+            self._keys = self.settings.verify_keys()
+        if request_id is not None and digest is None:
+            digest = self.digests.get(request_id)
+        return verify_decision(decision, self._keys, request_id=request_id, request_digest=digest)
+
+
 def _cancel_fields(request_id: str, reason: str, agent_id: str | None) -> dict[Any, Any]:
     payload = {"id": request_id, "reason": reason, "agent_id": agent_id}
     return {"cancel": json.dumps(payload)}
@@ -160,6 +189,7 @@ class Client:
         self.keys = Keys(self.settings.prefix)
         self.agent_id = agent_id
         self.verify_signatures = verify
+        self._verifier = _Verifier(self.settings)
         from hitl.queue.connection import redis_url
 
         self.redis = redis.Redis.from_url(
@@ -188,20 +218,32 @@ class Client:
             request = request.model_copy(update={"id": uuid.uuid4().hex})
         assert request.id is not None
         check_wire_size(request)
+        self._verifier.remember(request)
         try:
             self.redis.xadd(self.keys.requests, {"request": request.model_dump_json()})
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreUnavailable(f"could not queue the request: {exc}") from exc
         return request.id
 
+    def digest(self, request_id: str) -> str | None:
+        """The digest of a request this client submitted: keep it with the id to pass to
+        ``wait(id, digest=...)`` after a restart."""
+        return self._verifier.digests.get(request_id)
+
     def wait(
-        self, request_id: str, timeout: float | None = None, *, max_age: float | None = None
+        self,
+        request_id: str,
+        timeout: float | None = None,
+        *,
+        max_age: float | None = None,
+        digest: str | None = None,
     ) -> Decision:
         """Block until ``request_id`` is decided. Raises :class:`ApprovalTimeout` (still pending).
 
         Returns the decision whatever its outcome; check ``decision.approved``. With
         ``max_age``, an approval of a request made more than ``max_age`` seconds ago raises
-        :class:`StaleApproval` so the agent re-validates before acting.
+        :class:`StaleApproval` so the agent re-validates before acting. A decision that does
+        not verify, or answers another request, raises :class:`SignatureError`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         backoff = 0.05
@@ -226,7 +268,8 @@ class Client:
                 backoff = min(backoff * 2, 2.0)
                 continue
             if decision is not None:
-                decision = self.verify(decision) if self.verify_signatures else decision
+                if self.verify_signatures:
+                    decision = self.verify(decision, request_id=request_id, digest=digest)
                 return _fresh(decision, max_age)
 
     def request_approval(
@@ -266,9 +309,13 @@ class Client:
         raw = self.redis.get(self.keys.req(request_id))
         return RequestRecord.model_validate_json(raw) if raw else None
 
-    def verify(self, decision: Decision) -> Decision:
-        """Check the decision's signature (raises :class:`SignatureError`)."""
-        return verify_decision(decision, self.settings.decision_key)
+    def verify(
+        self, decision: Decision, *, request_id: str | None = None, digest: str | None = None
+    ) -> Decision:
+        """Check the signature with the public keys, and (when given, or remembered from this
+        client's own submission) that it answers ``request_id`` / the request with ``digest``.
+        Raises :class:`SignatureError`."""
+        return self._verifier.verify(decision, request_id, digest)
 
 
 class AsyncClient:
@@ -286,6 +333,7 @@ class AsyncClient:
         self.keys = Keys(self.settings.prefix)
         self.agent_id = agent_id
         self.verify_signatures = verify
+        self._verifier = _Verifier(self.settings)
         from hitl.queue.connection import redis_url
 
         self.redis = aredis.Redis.from_url(
@@ -310,11 +358,16 @@ class AsyncClient:
             request = request.model_copy(update={"id": uuid.uuid4().hex})
         assert request.id is not None
         check_wire_size(request)
+        self._verifier.remember(request)
         try:
             await self.redis.xadd(self.keys.requests, {"request": request.model_dump_json()})
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise StoreUnavailable(f"could not queue the request: {exc}") from exc
         return request.id
+
+    def digest(self, request_id: str) -> str | None:
+        """See :meth:`Client.digest`."""
+        return self._verifier.digests.get(request_id)
 
     async def wait(
         self,
@@ -322,6 +375,7 @@ class AsyncClient:
         timeout: float | None = None,  # noqa: ASYNC109 - same as Client.wait; also bounds outages
         *,
         max_age: float | None = None,
+        digest: str | None = None,
     ) -> Decision:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
@@ -346,7 +400,8 @@ class AsyncClient:
                 backoff = min(backoff * 2, 2.0)
                 continue
             if decision is not None:
-                decision = self.verify(decision) if self.verify_signatures else decision
+                if self.verify_signatures:
+                    decision = self.verify(decision, request_id=request_id, digest=digest)
                 return _fresh(decision, max_age)
 
     async def request_approval(
@@ -385,8 +440,11 @@ class AsyncClient:
         raw = await self.redis.get(self.keys.req(request_id))
         return RequestRecord.model_validate_json(raw) if raw else None
 
-    def verify(self, decision: Decision) -> Decision:
-        return verify_decision(decision, self.settings.decision_key)
+    def verify(
+        self, decision: Decision, *, request_id: str | None = None, digest: str | None = None
+    ) -> Decision:
+        """See :meth:`Client.verify`."""
+        return self._verifier.verify(decision, request_id, digest)
 
 
 def require_approval(

@@ -3,26 +3,35 @@
 ::
 
     settings = Settings.from_env()                 # HITL_REDIS_URL unset -> embedded server
-    settings = Settings(redis_url="redis://localhost:6379/0", secret=b"...")
+    settings = Settings(redis_url="redis://localhost:6379/0", keyring=KeyRing.generate())
 
-``HITL_SECRET`` signs decisions and MACs the audit chain (through derived sub-keys). When it is
-not set, a random secret is created once in the data directory (``secret.key``, mode 0600) so
-that a demo needs no set-up; production deployments set it (or ``HITL_SECRET_FILE``) explicitly
-and give agents the same value so ``Client.verify`` can check signatures.
+Keys: decisions and audit checkpoints are signed with Ed25519. ``hitl serve`` and ``hitl worker``
+need the private keyring (``HITL_SIGNING_KEY_FILE``, made by ``hitl keys generate FILE``); agents
+need only the public keys (``HITL_PUBLIC_KEY`` = ``kid:base64,...`` or ``HITL_PUBLIC_KEY_FILE``),
+which verify but cannot sign. With the embedded default (no ``HITL_REDIS_URL``) a keyring is
+created once in the data directory (``signing-keys.json``, mode 0600) beside its public half
+(``public-keys.json``), so a demo needs no set-up. Nothing is ever signed with an improvised key:
+a service with a Redis URL and no keyring refuses to start.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hitl.errors import ConfigError
-from hitl.signing import derive_key
+from hitl.keys import KeyRing, PublicKeys
+
+if TYPE_CHECKING:
+    from hitl.queue.audit import AnchorSink
 
 __all__ = ["Settings", "default_data_dir"]
+
+KEYRING_NAME = "signing-keys.json"
+PUBLIC_NAME = "public-keys.json"
 
 
 def default_data_dir() -> Path:
@@ -36,12 +45,11 @@ def default_data_dir() -> Path:
 class Settings(BaseModel):
     """Everything a hitl process needs to know. Immutable once built."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     redis_url: str | None = None
     """None means: start (or reuse) the embedded server in ``data_dir``."""
     prefix: str = "hitl:"
-    secret: bytes = b""
     data_dir: Path = Field(default_factory=default_data_dir)
     policy_path: str | None = None
     environment: str | None = None
@@ -50,6 +58,18 @@ class Settings(BaseModel):
     consumer_group: str = "hitl-intake"
     user: str | None = None
     """The reviewer the CLI acts as when ``--as`` is not given (``$HITL_USER``)."""
+    keyring: KeyRing | None = None
+    """The private signing keys, given in code (tests, embedding); else loaded from a file."""
+    signing_key_file: Path | None = None
+    """``$HITL_SIGNING_KEY_FILE``: the keyring of the service, the worker and operators."""
+    public_keys: PublicKeys | None = None
+    """Keys that verify decisions, given in code; else ``$HITL_PUBLIC_KEY(_FILE)``."""
+    public_key_file: Path | None = None
+    audit_anchor: str | None = None
+    """``$HITL_AUDIT_ANCHOR``: where signed audit checkpoints go (a path or ``s3://bucket/key``);
+    default ``audit-anchors.jsonl`` in the data dir."""
+    checkpoint_interval_s: float = 10.0
+    """``$HITL_CHECKPOINT_S``: seconds between checkpoints made by ``hitl serve``."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -61,56 +81,126 @@ class Settings(BaseModel):
             "policy_path": env.get("HITL_POLICY") or None,
             "environment": env.get("HITL_ENV") or None,
             "user": env.get("HITL_USER") or None,
+            "signing_key_file": env.get("HITL_SIGNING_KEY_FILE") or None,
+            "public_key_file": env.get("HITL_PUBLIC_KEY_FILE") or None,
+            "audit_anchor": env.get("HITL_AUDIT_ANCHOR") or None,
         }
+        if every := env.get("HITL_CHECKPOINT_S"):
+            try:
+                values["checkpoint_interval_s"] = float(every)
+            except ValueError:
+                raise ConfigError(f"HITL_CHECKPOINT_S must be seconds, got {every!r}") from None
+        if text := env.get("HITL_PUBLIC_KEY"):
+            values["public_keys"] = PublicKeys.parse(text)
         if ttl := env.get("HITL_DECISION_TTL"):
             try:
                 values["decision_ttl_s"] = int(ttl)
             except ValueError:
                 raise ConfigError(f"HITL_DECISION_TTL must be whole seconds, got {ttl!r}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "secret" not in values:
-            values["secret"] = _secret_from_env(Path(str(values["data_dir"])))
         return cls.model_validate(values)
 
-    @property
-    def decision_key(self) -> bytes:
-        return derive_key(self.require_secret(), "decision")
+    def anchor(self) -> AnchorSink:
+        """The audit anchor: ``HITL_AUDIT_ANCHOR``, else ``audit-anchors.jsonl`` in the data dir."""
+        from hitl.queue.audit import open_anchor
+
+        return open_anchor(self.audit_anchor or str(self.data_dir / "audit-anchors.jsonl"))
+
+    # -- keys ----------------------------------------------------------------------------------
 
     @property
-    def audit_key(self) -> bytes:
-        return derive_key(self.require_secret(), "audit")
+    def keyring_path(self) -> Path | None:
+        """Where the keyring is read from: the configured file, else the embedded default's."""
+        if self.signing_key_file is not None:
+            return self.signing_key_file
+        local = self.data_dir / KEYRING_NAME
+        if self.redis_url is None or local.exists():
+            return local
+        return None
 
-    def require_secret(self) -> bytes:
-        if not self.secret:
-            raise ConfigError("no secret configured: set HITL_SECRET (or HITL_SECRET_FILE)")
-        return self.secret
+    def signing_keys(self) -> KeyRing:
+        """The keyring that signs decisions and checkpoints, or a :class:`ConfigError`.
+
+        With the embedded default and no file yet, one is created (mode 0600) in the data dir.
+        """
+        if self.keyring is not None:
+            return self.keyring
+        path = self.keyring_path
+        if path is None:
+            hint = (
+                " (HITL_SECRET is no longer used: decisions are signed with Ed25519)"
+                if os.environ.get("HITL_SECRET")
+                else ""
+            )
+            raise ConfigError(
+                "no signing key: hitl serve and hitl worker need HITL_SIGNING_KEY_FILE "
+                "(create one with `hitl keys generate FILE`; give agents only "
+                f"`hitl keys public FILE`){hint}"
+            )
+        if self.signing_key_file is None and not path.exists():
+            return _create_local_keyring(path)
+        return _cached_keyring(path)
+
+    def verify_keys(self) -> PublicKeys:
+        """The public keys that decisions and checkpoints must verify against.
+
+        ``HITL_PUBLIC_KEY`` / ``HITL_PUBLIC_KEY_FILE`` when set (an agent's configuration); else
+        the public half of the keyring this process holds; else the embedded default's
+        ``public-keys.json``.
+        """
+        found = PublicKeys()
+        if self.public_keys is not None:
+            found = found.merged(self.public_keys)
+        if self.public_key_file is not None:
+            found = found.merged(PublicKeys.load(self.public_key_file))
+        if found:
+            return found
+        if self.keyring is not None:
+            return self.keyring.public()
+        if self.signing_key_file is not None:
+            return _cached_keyring(self.signing_key_file).public()
+        local = self.data_dir / PUBLIC_NAME
+        if local.exists():
+            return PublicKeys.load(local)
+        if self.redis_url is None:  # the embedded default: its keyring is created on first use
+            return self.signing_keys().public()
+        raise ConfigError(
+            "no public key to verify decisions with: set HITL_PUBLIC_KEY (kid:base64, from "
+            "`hitl keys public FILE`) or HITL_PUBLIC_KEY_FILE"
+        )
 
 
-def _secret_from_env(data_dir: Path) -> bytes:
-    env = os.environ
-    if value := env.get("HITL_SECRET"):
-        return value.encode()
-    if path := env.get("HITL_SECRET_FILE"):
-        try:
-            return Path(path).read_bytes().strip()
-        except OSError as exc:
-            raise ConfigError(f"HITL_SECRET_FILE {path}: {exc.strerror}") from None
-    return _local_secret(data_dir)
+_KEYRINGS: dict[tuple[str, float], KeyRing] = {}
 
 
-def _local_secret(data_dir: Path) -> bytes:
-    """A per-installation secret for the embedded default, created once with mode 0600."""
-    path = data_dir / "secret.key"
+def _cached_keyring(path: Path) -> KeyRing:
+    """Read once per file version (``hitl keys rotate`` changes the mtime)."""
     try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
+        mtime = path.stat().st_mtime
+    except OSError as exc:
+        raise ConfigError(f"signing key file {path}: {exc.strerror or exc}") from None
+    key = (str(path), mtime)
+    ring = _KEYRINGS.get(key)
+    if ring is None:
+        ring = _KEYRINGS[key] = KeyRing.load(path)
+    return ring
+
+
+def _create_local_keyring(path: Path) -> KeyRing:
+    """The embedded default's keyring, made once; a racing process's file wins."""
+    ring = KeyRing.generate()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    ring.save(tmp, overwrite=True)
+    try:
+        os.link(tmp, path)  # fails if another process created it first
+    except FileExistsError:
         pass
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_hex(32).encode()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its secret
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(value)
-    return value
+    finally:
+        tmp.unlink(missing_ok=True)
+    ring = _cached_keyring(path)
+    public = path.with_name(PUBLIC_NAME)
+    import json
+
+    public.write_text(json.dumps(ring.public().to_json(), indent=2) + "\n", encoding="utf-8")
+    return ring

@@ -266,11 +266,18 @@ def _report(result: Decision | Exception | None) -> None:
 
 
 def _verify_audit(settings: Settings, service: Any) -> bool:
-    from hitl.cli import _audit_entries
-    from hitl.queue.audit import verify_entries
+    from hitl.queue.audit import verify_chain
+    from hitl.queue.checkpoints import Checkpointer, read_entries
 
-    report = verify_entries(
-        _audit_entries(service.store), settings.audit_key, expect_head=service.store.head()
+    anchor = settings.anchor()
+    Checkpointer(service.store, settings.signing_keys(), anchor).checkpoint()
+    entries = [e for _, e in read_entries(service.store)]
+    report = verify_chain(
+        entries,
+        anchor.read(),
+        settings.verify_keys(),
+        chain=service.store.keys.audit,
+        expect_head=service.store.head(),
     )
     _say(f"\naudit chain: {report}")
     return report.ok

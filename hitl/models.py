@@ -312,9 +312,14 @@ class Verdict(_Strict):
 
 
 class Decision(_Strict):
-    """The one terminal answer to a request, signed so the tool runs exactly what was approved."""
+    """The one terminal answer to a request, signed so the tool runs exactly what was approved.
+
+    ``request_digest`` binds it to the whole request as submitted (see :mod:`hitl.signing`);
+    ``key_id`` names the service key that signed it.
+    """
 
     request_id: RequestId
+    request_digest: str = ""
     outcome: Outcome
     params: dict[str, Any] = Field(default_factory=dict)
     modified: bool = False
@@ -325,6 +330,7 @@ class Decision(_Strict):
     requested_at: float = 0.0
     decided_at: float = 0.0
     dry_run: bool = False
+    key_id: str = ""
     signature: str = ""
 
     @property

@@ -26,6 +26,7 @@ from hitl.errors import HitlError
 from hitl.handlers import Authority, Decider, OpenAuthority
 from hitl.models import ApprovalRequest, RequestRecord, Verdict
 from hitl.queue.audit import AuditEvent
+from hitl.queue.checkpoints import Checkpointer
 from hitl.queue.connection import open_store
 from hitl.queue.digest import Digests
 from hitl.queue.intake import IntakeConsumer
@@ -66,6 +67,8 @@ class Service:
         consumers: int = 1,
     ) -> None:
         self.settings = settings
+        # Refuse to start without a signing key: nothing is signed with an improvised one.
+        self.keyring = settings.signing_keys() if store is None else store.require_signer()
         self.store = store or open_store(settings)
         self.holder: Any = None
         if authority is None:
@@ -93,6 +96,7 @@ class Service:
             for _ in range(consumers)
         ]
         self.webhooks = WebhookDeliverer(self.store)
+        self.checkpointer = Checkpointer(self.store, self.keyring, settings.anchor())
         self.stop_event = threading.Event()
         self.app = web.Application()
         self.app.router.add_get("/healthz", self.healthz)
@@ -204,6 +208,9 @@ class Service:
         if error:  # still serving the last good policy, but someone must fix the file
             body["status"] = "degraded"
             body["policy_error"] = str(error)
+        if self.checkpointer.last_error:  # the chain no longer matches its anchor
+            body["status"] = "degraded"
+            body["audit_error"] = self.checkpointer.last_error
         return web.json_response(body)
 
     # -- running -------------------------------------------------------------------------------
@@ -221,6 +228,14 @@ class Service:
             thread.daemon = True
             thread.start()
             self._threads.append(thread)
+        checkpoints = threading.Thread(
+            target=self.checkpointer.run,
+            args=(self.stop_event, self.settings.checkpoint_interval_s),
+            name="checkpoints",
+            daemon=True,
+        )
+        checkpoints.start()
+        self._threads.append(checkpoints)
 
     def stop_intake(self) -> None:
         self.stop_event.set()

@@ -1,29 +1,52 @@
-"""Canonical JSON, params hashes and the HMAC signature on every Decision.
+"""Decision signatures: Ed25519 over RFC 8785 canonical JSON, bound to the request they answer.
 
-The executing tool can check that it runs exactly what a human approved::
+The service signs every Decision with its active key; an agent verifies it with the public keys
+only, so the tool runs exactly what was decided, for exactly the request it asked about::
 
     from hitl.signing import verify_decision
-    verify_decision(decision, key)   # raises SignatureError if params or outcome were altered
+    verify_decision(decision, public_keys, request_id="r-42", request_digest=digest)
 
-The signature covers ``request_id``, the SHA-256 of the canonical JSON of the final ``params``
-and the ``outcome``, joined by newlines: ``HMAC-SHA256(key, "id\\nparams_sha256\\noutcome")``.
+What is signed: the bytes ``b"hitl-decision/1\\n" + rfc8785(decision without "signature")``. The
+decision carries ``request_id``, ``request_digest`` (SHA-256 of the RFC 8785 bytes of the whole
+request as submitted: action, params, agent and session ids, requester, dry_run, plan, ...), the
+outcome, the final and original params, the reviewers, the reason, the policy version, the
+request and decision times, ``dry_run`` and ``key_id``. Any language with an RFC 8785 library and
+Ed25519 can verify it (see README, "Verifying a decision in another language").
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
 from typing import Any
 
-from hitl.errors import SignatureError
-from hitl.models import Decision
+import rfc8785
 
-__all__ = ["canonical_json", "derive_key", "params_hash", "sign_decision", "verify_decision"]
+from hitl.errors import SignatureError
+from hitl.keys import KeyRing, PublicKeys
+from hitl.models import ApprovalRequest, Decision
+
+__all__ = [
+    "canonical_bytes",
+    "canonical_json",
+    "decision_message",
+    "params_hash",
+    "request_digest",
+    "sign_decision",
+    "verify_decision",
+]
+
+DECISION_DOMAIN = b"hitl-decision/1\n"
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """RFC 8785 (JCS) bytes: the same value gives the same bytes in every language."""
+    return rfc8785.dumps(value)
 
 
 def canonical_json(value: Any) -> str:
-    """Sorted keys, no spaces, UTF-8 kept: the same value always gives the same text."""
+    """Sorted keys, no spaces, UTF-8 kept (for hashing params and audit entries)."""
+    import json
+
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -32,29 +55,60 @@ def params_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(params).encode()).hexdigest()
 
 
-def derive_key(secret: bytes, purpose: str) -> bytes:
-    """A sub-key for one purpose ("decision", "audit"), so that one secret never signs two kinds."""
-    return hmac.new(secret, f"hitl/{purpose}".encode(), hashlib.sha256).digest()
+def request_digest(request: ApprovalRequest) -> str:
+    """``sha256:<hex>`` of the RFC 8785 bytes of the whole request as submitted."""
+    body = canonical_bytes(request.model_dump(mode="json"))
+    return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def _message(decision: Decision) -> bytes:
-    return (
-        f"{decision.request_id}\n{params_hash(decision.params)}\n{decision.outcome.value}".encode()
+def decision_message(decision: Decision) -> bytes:
+    """The exact bytes the signature covers."""
+    return DECISION_DOMAIN + canonical_bytes(
+        decision.model_dump(mode="json", exclude={"signature"})
     )
 
 
-def sign_decision(decision: Decision, key: bytes) -> Decision:
-    """Return ``decision`` with its ``signature`` set."""
-    sig = hmac.new(key, _message(decision), hashlib.sha256).hexdigest()
-    return decision.model_copy(update={"signature": sig})
+def sign_decision(decision: Decision, keyring: KeyRing) -> Decision:
+    """Return ``decision`` with ``key_id`` and ``signature`` set by the active key."""
+    unsigned = decision.model_copy(update={"key_id": keyring.active, "signature": ""})
+    kid, signature = keyring.sign(decision_message(unsigned))
+    return unsigned.model_copy(update={"signature": signature, "key_id": kid})
 
 
-def verify_decision(decision: Decision, key: bytes) -> Decision:
-    """Return ``decision`` if its signature is right; raise :class:`SignatureError` otherwise."""
-    expected = hmac.new(key, _message(decision), hashlib.sha256).hexdigest()
-    if not decision.signature or not hmac.compare_digest(expected, decision.signature):
+def verify_decision(
+    decision: Decision,
+    keys: PublicKeys,
+    *,
+    request_id: str | None = None,
+    request_digest: str | None = None,
+) -> Decision:
+    """Return ``decision`` if it is genuine and answers the given request; else raise.
+
+    :class:`SignatureError` when the signature does not verify with a trusted key, when it was
+    issued for another request id (a replayed decision), or for another request under the same
+    id (``request_digest`` differs: a request the agent did not make).
+    """
+    rid = decision.request_id
+    if not decision.signature or not decision.key_id:
+        raise SignatureError(f"decision for {rid} is not signed: do not execute it")
+    if decision.key_id not in keys.keys:
         raise SignatureError(
-            f"decision for {decision.request_id} has a bad signature: its params or outcome are "
-            "not what was decided (or the key differs); do not execute it"
+            f"decision for {rid} is signed by key {decision.key_id!r}, which is not trusted "
+            f"(trusted: {', '.join(keys.ids) or 'none'}): do not execute it"
+        )
+    if not keys.verify(decision.key_id, decision_message(decision), decision.signature):
+        raise SignatureError(
+            f"decision for {rid} has a bad signature: its content is not what was decided; "
+            "do not execute it"
+        )
+    if request_id is not None and rid != request_id:
+        raise SignatureError(
+            f"received the decision for request {rid!r} while waiting for {request_id!r}: a "
+            "decision is valid only for its own request; do not execute it"
+        )
+    if request_digest is not None and decision.request_digest != request_digest:
+        raise SignatureError(
+            f"the decision for {rid} answers a different request under the same id (digest "
+            f"{decision.request_digest or 'missing'}, expected {request_digest}): do not execute it"
         )
     return decision

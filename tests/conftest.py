@@ -11,11 +11,13 @@ import redis
 
 from hitl.config import Settings
 from hitl.handlers import Decider, OpenAuthority
+from hitl.keys import KeyRing
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
 from tests.redis_server import RedisServer
 
-SECRET = b"test-secret-not-for-production"
+KEYRING = KeyRing.generate()
+"""One signing keyring for the whole run (the service's; agents get ``KEYRING.public()``)."""
 
 
 @pytest.fixture(scope="session")
@@ -36,13 +38,13 @@ def r(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings(redis_server: RedisServer, tmp_path: Path) -> Settings:
-    """Settings pointing at the test Redis, with a fixed secret and a private data dir."""
-    return Settings(redis_url=redis_server.url, secret=SECRET, data_dir=tmp_path / "data")
+    """Settings pointing at the test Redis, with the run's keyring and a private data dir."""
+    return Settings(redis_url=redis_server.url, keyring=KEYRING, data_dir=tmp_path / "data")
 
 
 @pytest.fixture
 def store(r: redis.Redis, settings: Settings) -> Store:
-    return Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    return Store(r, signer=settings.signing_keys())
 
 
 @pytest.fixture
@@ -65,10 +67,24 @@ def intake(store: Store, decider: Decider) -> Iterator[IntakeConsumer]:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
-    """The CLI's environment: HITL_REDIS_URL and HITL_SECRET for the test Redis; no HITL_POLICY."""
+def env(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer, tmp_path: Path) -> None:
+    """The CLI's environment: HITL_REDIS_URL and HITL_SIGNING_KEY_FILE for the test Redis (an
+    operator's); no HITL_POLICY."""
     monkeypatch.setenv("HITL_REDIS_URL", redis_server.url)
-    monkeypatch.setenv("HITL_SECRET", SECRET.decode())
+    monkeypatch.setenv("HITL_SIGNING_KEY_FILE", str(keyring_file(tmp_path)))
+
+
+def keyring_file(where: Path) -> Path:
+    """The run's keyring written to a file (mode 0600), as `hitl keys generate` would."""
+    path = where / "signing-keys.json"
+    if not path.exists():
+        KEYRING.save(path)
+    return path
+
+
+def public_key_env() -> str:
+    """The ``HITL_PUBLIC_KEY`` value an agent is given."""
+    return KEYRING.public().to_env()
 
 
 @pytest.fixture

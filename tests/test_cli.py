@@ -13,11 +13,12 @@ import redis
 
 from hitl.cli import main, parse_param
 from hitl.errors import InvalidRequest
+from hitl.keys import KeyRing
 from hitl.models import State
 from hitl.queue.audit import AuditEvent
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
-from tests.conftest import SECRET
+from tests.conftest import keyring_file
 from tests.redis_server import free_port
 from tests.scenarios.helpers import consuming, drain, xadd_raw
 
@@ -364,15 +365,21 @@ def test_audit_verify_and_export(
     data = json.loads(run("audit", "verify", "--json")[1])
     assert (True, 4, None) == (data["ok"], data["entries"], data["first_bad_seq"])
 
+    code, out, _err = run("audit", "checkpoint")
+    assert (0, True) == (code, out.startswith("checkpoint seq 4 hash "))
+    assert (0, "the chain has not moved since the last checkpoint\n") == run("audit", "checkpoint")[
+        :2
+    ]
     path = tmp_path / "audit.jsonl"
     code, out, _err = run("audit", "export", str(path))
     head = f"{data['head']['seq']}:{data['head']['hash']}"
-    assert (0, f"check it offline with: hitl audit verify {path} --head {head}") == (
+    assert (0, f"check it offline (public key only) with: hitl audit verify {path}") == (
         code,
         out.splitlines()[1],
     )
-    assert 4 == len(path.read_text().splitlines())
-    assert 0 == run("audit", "verify", str(path), "--head", head)[0]
+    assert 5 == len(path.read_text().splitlines())  # 4 entries and their checkpoint
+    code, out, _err = run("audit", "verify", str(path), "--head", head)
+    assert (0, True) == (code, "anchored by 1 signed checkpoints up to seq 4" in out)
 
 
 def test_audit_verify_pages_through_long_chains(run: Any, store: Store) -> None:
@@ -382,14 +389,15 @@ def test_audit_verify_pages_through_long_chains(run: Any, store: Store) -> None:
     assert (0, True) == (code, out.startswith("OK: 5003 entries, head seq 5003 "))
 
 
-def test_audit_verify_with_the_wrong_secret_fails(
+def test_audit_verify_with_other_public_keys_fails(
     run: Any, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A different HITL_SECRET cannot vouch for the chain: exit 1 at seq 1."""
+    """Checkpoints that do not verify with the trusted public keys cannot vouch for the chain."""
     store.append_events([AuditEvent("x", None, "t")])
-    monkeypatch.setenv("HITL_SECRET", "not-the-secret")
+    assert 0 == run("audit", "checkpoint")[0]
+    monkeypatch.setenv("HITL_PUBLIC_KEY", KeyRing.generate().public().to_env())
     code, out, _err = run("audit", "verify")
-    assert (1, True) == (code, out.startswith("BROKEN at seq 1: MAC does not match"))
+    assert (1, True) == (code, out.startswith("BROKEN at seq 1: the checkpoint for seq 1 does not"))
 
 
 # -- Redis down --------------------------------------------------------------------------------
@@ -406,11 +414,14 @@ def test_audit_verify_with_the_wrong_secret_fails(
     ],
 )
 def test_redis_down_exits_3(
-    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     """With Redis unreachable every command exits 3 and says so."""
     monkeypatch.setenv("HITL_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    monkeypatch.setenv("HITL_SECRET", SECRET.decode())
+    monkeypatch.setenv("HITL_SIGNING_KEY_FILE", str(keyring_file(tmp_path)))
     code = main(argv)
     err = capsys.readouterr().err
     assert 3 == code
@@ -425,17 +436,16 @@ def test_server_status_does_not_start_a_server(run: Any, tmp_path: Path) -> None
 
 def test_configuration_errors_exit_2(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad setting is exit 2 with a message naming it."""
-    monkeypatch.delenv("HITL_SECRET")
-    monkeypatch.setenv("HITL_SECRET_FILE", "/nonexistent/secret")
-    code, _out, err = run("pending")
+    monkeypatch.setenv("HITL_SIGNING_KEY_FILE", "/nonexistent/keys.json")
+    code, _out, err = run("approve", "r-1", "--as", "bob")
     assert (
         2,
-        "hitl: configuration: HITL_SECRET_FILE /nonexistent/secret: No such file or directory\n",
-    ) == (
-        code,
-        err,
-    )
-    monkeypatch.setenv("HITL_SECRET", "s")
+        "hitl: configuration: signing key file /nonexistent/keys.json: No such file or directory\n",
+    ) == (code, err)
+    monkeypatch.setenv("HITL_PUBLIC_KEY", "k-1:not base64!")
+    code, _out, err = run("pending")
+    assert (2, "hitl: configuration: HITL_PUBLIC_KEY key k-1 is not base64\n") == (code, err)
+    monkeypatch.delenv("HITL_PUBLIC_KEY")
     monkeypatch.setenv("HITL_DECISION_TTL", "a week")
     code, _out, err = run("pending")
     assert (2, True) == (code, "HITL_DECISION_TTL must be whole seconds" in err)

@@ -20,10 +20,11 @@ from hitl.errors import (
     StoreUnavailable,
 )
 from hitl.handlers import Decider
+from hitl.keys import KeyRing
 from hitl.models import Decision, Outcome, Reviewer, State
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
-from tests.conftest import SECRET
+from tests.conftest import KEYRING
 from tests.redis_server import RedisServer, free_port
 from tests.scenarios.helpers import audit_kinds, consuming, drain, run_in_thread, wait_until
 
@@ -44,9 +45,9 @@ async def aclient(settings: Settings) -> AsyncIterator[AsyncClient]:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer) -> None:
-    """HITL_REDIS_URL and HITL_SECRET as an agent's environment would set them."""
+    """HITL_REDIS_URL and HITL_PUBLIC_KEY (verify only) as an agent's environment sets them."""
     monkeypatch.setenv("HITL_REDIS_URL", redis_server.url)
-    monkeypatch.setenv("HITL_SECRET", SECRET.decode())
+    monkeypatch.setenv("HITL_PUBLIC_KEY", KEYRING.public().to_env())
 
 
 def _pending(store: Store, rid: str | None = None) -> str:
@@ -269,8 +270,10 @@ def test_verify_catches_tampered_params(
 def test_wait_refuses_a_decision_signed_with_another_key(
     settings: Settings, intake: IntakeConsumer, decider: Decider
 ) -> None:
-    """An agent with the wrong secret gets SignatureError, not a decision to execute."""
-    stranger = settings.model_copy(update={"secret": b"another-secret"})
+    """An agent trusting other public keys gets SignatureError, not a decision to execute."""
+    stranger = settings.model_copy(
+        update={"keyring": None, "public_keys": KeyRing.generate().public()}
+    )
     with Client(settings=settings) as c:
         rid = c.submit("refund", {})
     drain(intake)
@@ -335,7 +338,7 @@ def test_decorator_raises_on_rejection(
 def test_decorator_uses_the_environment(
     env: None, intake: IntakeConsumer, store: Store, decider: Decider
 ) -> None:
-    """Without a client the decorator builds one from HITL_REDIS_URL / HITL_SECRET."""
+    """Without a client the decorator builds one from HITL_REDIS_URL / HITL_PUBLIC_KEY."""
 
     @require_approval()
     def ping(host: str) -> str:

@@ -1,17 +1,29 @@
-"""Canonical JSON, params hashes, derived keys and the decision signature."""
+"""Canonical JSON, request digests and the Ed25519 decision signature."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import hmac
 
 import pytest
+import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hitl.errors import SignatureError
-from hitl.models import Decision, Outcome
-from hitl.signing import canonical_json, derive_key, params_hash, sign_decision, verify_decision
+from hitl.keys import KeyRing, PublicKeys
+from hitl.models import ApprovalRequest, Decision, PlanStep, Reviewer
+from hitl.signing import (
+    canonical_bytes,
+    canonical_json,
+    decision_message,
+    params_hash,
+    request_digest,
+    sign_decision,
+    verify_decision,
+)
 
-KEY = derive_key(b"secret", "decision")
+RING = KeyRing.generate()
+PUBLIC = RING.public()
 
 
 def _decision(**overrides: object) -> Decision:
@@ -19,6 +31,9 @@ def _decision(**overrides: object) -> Decision:
         "request_id": "r-1",
         "outcome": "approved",
         "params": {"order": "A-1", "amount": 50},
+        "reviewers": [{"user_id": "bob", "display_name": "Bob", "channel": "slack"}],
+        "requested_at": 1700000000.5,
+        "decided_at": 1700000060.25,
     }
     data.update(overrides)
     return Decision.model_validate(data)
@@ -31,6 +46,13 @@ def test_canonical_json_is_sorted_compact_and_keeps_utf8() -> None:
     )
 
 
+def test_canonical_bytes_are_rfc8785() -> None:
+    """The signed bytes are JCS: numbers in their shortest ES6 form, keys sorted by UTF-16."""
+    assert b'{"a":1,"b":[2.5,100000000000000000000]}' == canonical_bytes(
+        {"b": [2.5, 1e20], "a": 1.0}
+    )
+
+
 def test_params_hash_ignores_key_order() -> None:
     """The same params in another order hash the same; other values do not."""
     assert params_hash({"a": 1, "b": 2}) == params_hash({"b": 2, "a": 1})
@@ -38,55 +60,115 @@ def test_params_hash_ignores_key_order() -> None:
     assert hashlib.sha256(b'{"a":1}').hexdigest() == params_hash({"a": 1})
 
 
-def test_derived_keys_differ_by_purpose_and_secret() -> None:
-    """One secret never signs two kinds of thing; two secrets never share a key."""
-    assert derive_key(b"s", "decision") != derive_key(b"s", "audit")
-    assert derive_key(b"s", "audit") != derive_key(b"t", "audit")
-    assert derive_key(b"s", "audit") == derive_key(b"s", "audit")
-    assert 32 == len(derive_key(b"s", "audit"))
+def test_request_digest_covers_the_whole_request() -> None:
+    """Any field of the request changes its digest: requester, dry_run, plan, agent, session."""
+    base = ApprovalRequest(id="r-1", action="delete_volume", params={"volume_id": "v-1"})
+    digest = request_digest(base)
+    assert digest.startswith("sha256:")
+    for change in (
+        {"requested_by": "alice"},
+        {"dry_run": True},
+        {"plan": [PlanStep(description="step")]},
+        {"agent_id": "a-2"},
+        {"session_id": "s-2"},
+        {"params": {"volume_id": "v-2"}},
+        {"action": "list_instances"},
+    ):
+        assert digest != request_digest(base.model_copy(update=change)), change
 
 
-def test_signature_matches_the_documented_formula() -> None:
-    """HMAC-SHA256(key, "id\\nsha256(canonical params)\\noutcome"), hex."""
-    decision = sign_decision(_decision(), KEY)
-    message = f"r-1\n{params_hash({'order': 'A-1', 'amount': 50})}\napproved".encode()
-    assert hmac.new(KEY, message, hashlib.sha256).hexdigest() == decision.signature
-
-
-def test_signed_decision_verifies() -> None:
-    """A decision verifies with the key it was signed with, also after a JSON round trip."""
-    decision = sign_decision(_decision(), KEY)
-    assert decision == verify_decision(
-        Decision.model_validate_json(decision.model_dump_json()), KEY
-    )
+def test_signed_decision_verifies_with_public_keys_only() -> None:
+    """Signed with the keyring, verified with nothing but the public keys."""
+    signed = sign_decision(_decision(), RING)
+    assert RING.active == signed.key_id
+    assert signed == verify_decision(signed, PublicKeys.parse(PUBLIC.to_env()))
 
 
 @pytest.mark.parametrize(
-    "tamper",
+    "change",
     [
         {"params": {"order": "A-1", "amount": 5000}},
-        {"params": {"order": "A-1", "amount": 50, "extra": True}},
-        {"outcome": Outcome.AUTO_APPROVED},
+        {"outcome": "rejected"},
         {"request_id": "r-2"},
-        {"signature": ""},
-        {"signature": "0" * 64},
+        {"dry_run": True},
+        {"requested_at": 1.0},
+        {"reviewers": [{"user_id": "eve"}]},
+        {"decided_at": 1800000000.0},
+        {"request_digest": "sha256:" + "0" * 64},
+        {"reason": "edited"},
     ],
 )
-def test_tampered_decision_fails(tamper: dict[str, object]) -> None:
-    """Changing params, outcome or id (or the signature) fails with "do not execute it"."""
-    decision = sign_decision(_decision(), KEY).model_copy(update=tamper)
-    with pytest.raises(SignatureError, match="do not execute it"):
-        verify_decision(decision, KEY)
+def test_any_altered_field_fails_verification(change: dict[str, object]) -> None:
+    """Every field is covered: changing any one breaks the signature."""
+    signed = sign_decision(_decision(), RING)
+    with pytest.raises(SignatureError, match="bad signature"):
+        verify_decision(
+            Decision.model_validate({**signed.model_dump(mode="json"), **change}), PUBLIC
+        )
 
 
-def test_wrong_key_fails() -> None:
-    """A decision signed with another secret does not verify."""
-    decision = sign_decision(_decision(), derive_key(b"other", "decision"))
-    with pytest.raises(SignatureError, match="r-1"):
-        verify_decision(decision, KEY)
+def test_a_random_key_cannot_sign_for_the_service() -> None:
+    """A decision signed by a key the agent does not trust is refused by name."""
+    forged = sign_decision(_decision(), KeyRing.generate())
+    with pytest.raises(SignatureError, match="not trusted"):
+        verify_decision(forged, PUBLIC)
 
 
-def test_fields_outside_the_signature_may_change() -> None:
-    """Reason and reviewers are informative, not signed: changing them still verifies."""
-    decision = sign_decision(_decision(), KEY).model_copy(update={"reason": "edited"})
-    assert "edited" == verify_decision(decision, KEY).reason
+def test_a_key_id_swapped_onto_a_forged_signature_fails() -> None:
+    """Claiming the service's key id does not help a signature made with another key."""
+    other = sign_decision(_decision(), KeyRing.generate())
+    forged = other.model_copy(update={"key_id": RING.active})
+    with pytest.raises(SignatureError, match="bad signature"):
+        verify_decision(forged, PUBLIC)
+
+
+def test_unsigned_decision_is_refused() -> None:
+    """No signature at all: refused, never trusted by default."""
+    with pytest.raises(SignatureError, match="not signed"):
+        verify_decision(_decision(), PUBLIC)
+
+
+def test_decision_of_another_request_is_refused() -> None:
+    """A genuine decision for request A is not an answer for request B (replay)."""
+    genuine = sign_decision(_decision(request_id="A"), RING)
+    with pytest.raises(SignatureError, match="while waiting for 'B'"):
+        verify_decision(genuine, PUBLIC, request_id="B")
+
+
+def test_decision_for_another_request_under_the_same_id_is_refused() -> None:
+    """Same id, different request digest: a request the agent never made."""
+    mine = ApprovalRequest(id="r-1", action="delete_volume", params={"volume_id": "v-1"})
+    theirs = ApprovalRequest(id="r-1", action="list_instances")
+    decision = sign_decision(_decision(request_digest=request_digest(theirs)), RING)
+    with pytest.raises(SignatureError, match="different request"):
+        verify_decision(decision, PUBLIC, request_id="r-1", request_digest=request_digest(mine))
+
+
+def test_rotated_keys_verify_old_and_new_signatures() -> None:
+    """After rotation the new key signs and the old signatures still verify."""
+    old = sign_decision(_decision(), RING)
+    rotated = RING.rotated()
+    new = sign_decision(_decision(), rotated)
+    assert rotated.active == new.key_id != old.key_id
+    keys = rotated.public()
+    assert old == verify_decision(old, keys)
+    assert new == verify_decision(new, keys)
+
+
+def test_another_language_can_verify_from_the_documented_bytes() -> None:
+    """Rebuilding the message from the JSON wire form (as any language would) verifies."""
+    signed = sign_decision(_decision(), RING)
+    wire = signed.model_dump(mode="json")
+    signature = base64.b64decode(wire.pop("signature"))
+    message = b"hitl-decision/1\n" + rfc8785.dumps(wire)
+    assert decision_message(signed) == message
+    raw = base64.b64decode(PUBLIC.to_env().split(":", 1)[1])
+    Ed25519PublicKey.from_public_bytes(raw).verify(signature, message)  # raises if wrong
+
+
+def test_reviewer_list_is_covered() -> None:
+    """Adding a reviewer to a signed decision breaks it."""
+    signed = sign_decision(_decision(), RING)
+    more = [*signed.reviewers, Reviewer(user_id="eve")]
+    with pytest.raises(SignatureError):
+        verify_decision(signed.model_copy(update={"reviewers": more}), PUBLIC)

@@ -31,7 +31,9 @@ def redis_url(settings: Settings) -> str:
     return EmbeddedServer(settings.data_dir).ensure()
 
 
-def open_store(settings: Settings, *, url: str | None = None) -> Store:
+def open_store(settings: Settings, *, url: str | None = None, signer: bool = True) -> Store:
+    """A Store on the configured Redis. ``signer=False``: a store that reads (and cannot decide),
+    for processes that hold no private key (the CLI's read verbs, auditors)."""
     client = redis.Redis.from_url(
         url or redis_url(settings),
         decode_responses=True,
@@ -41,7 +43,6 @@ def open_store(settings: Settings, *, url: str | None = None) -> Store:
     return Store(
         client,
         keys=Keys(settings.prefix),
-        decision_key=settings.decision_key,
-        audit_key=settings.audit_key,
+        signer=settings.signing_keys() if signer else None,
         decision_ttl_s=settings.decision_ttl_s,
     )

@@ -1,7 +1,8 @@
 """The RQ job functions, and the worker that runs them.
 
 Jobs take ids and numbers, never live clients (``escalate_job("r-42", 2)``), and build what they
-need from the environment once per process (``HITL_REDIS_URL``, ``HITL_SECRET``, ``HITL_PREFIX``:
+need from the environment once per process (``HITL_REDIS_URL``, ``HITL_SIGNING_KEY_FILE``,
+``HITL_PREFIX``:
 see :class:`~hitl.config.Settings`; pacing: :meth:`SchedulerConfig.from_env`). Every job re-reads
 the request and does nothing if it is already decided, so running one twice, late or after a
 newer one is harmless. Transient failures (Redis unreachable) raise, and rq retries them
@@ -30,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from hitl.config import Settings
@@ -259,7 +261,7 @@ def start_worker(
         "HITL_REDIS_URL": url,
         "HITL_PREFIX": settings.prefix,
         "HITL_DATA_DIR": str(settings.data_dir),
-        "HITL_SECRET": settings.require_secret().decode(),
+        "HITL_SIGNING_KEY_FILE": str(_keyring_file(settings)),
         **(env or {}),
     }
     queue = SchedulerConfig.from_env().queue_name(Keys(settings.prefix))
@@ -268,6 +270,19 @@ def start_worker(
     cmd += ["--burst", queue] if burst else [queue]
     out = log_file if log_file is not None else subprocess.DEVNULL
     return subprocess.Popen(cmd, env=child_env, stdout=out, stderr=out, start_new_session=True)
+
+
+def _keyring_file(settings: Settings) -> Path:
+    """The worker signs expiries: hand it the keyring file (written to the data dir, mode
+    0600, when the settings hold a keyring given in code)."""
+    path = settings.keyring_path
+    if path is not None and (path.exists() or settings.keyring is None):
+        settings.signing_keys()  # the embedded default creates its keyring here
+        return path
+    path = settings.data_dir / "signing-keys.json"
+    if not path.exists():
+        settings.signing_keys().save(path)
+    return path
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:

@@ -44,6 +44,11 @@ class Keys:
         return f"{self.prefix}audit:head"
 
     @property
+    def audit_checkpoint(self) -> str:
+        """The newest signed checkpoint (a copy; the anchor outside Redis is what counts)."""
+        return f"{self.prefix}audit:checkpoint"
+
+    @property
     def webhooks(self) -> str:
         """Outbox stream of decisions whose request has a ``callback_url``."""
         return f"{self.prefix}webhooks"

@@ -33,11 +33,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from hitl.errors import HitlError, NotFound, StoreUnavailable
+from hitl.errors import ConfigError, HitlError, NotFound, StoreUnavailable
+from hitl.keys import KeyRing
 from hitl.models import CardRef, Decision, Outcome, RequestRecord, Reviewer, State
 from hitl.queue.audit import AuditEvent, ChainHead, build_entry
 from hitl.queue.keys import Keys
-from hitl.signing import sign_decision
+from hitl.signing import request_digest, sign_decision
 
 __all__ = ["Change", "Clock", "IntakeItem", "Store"]
 
@@ -93,16 +94,15 @@ class Store:
         client: redis.Redis,
         *,
         keys: Keys | None = None,
-        decision_key: bytes,
-        audit_key: bytes,
+        signer: KeyRing | None,
         decision_ttl_s: int = 7 * 24 * 3600,
         clock: Clock = time.time,
         max_retries: int = 2000,
     ) -> None:
         self.redis = client
         self.keys = keys or Keys()
-        self.decision_key = decision_key
-        self.audit_key = audit_key
+        self.signer = signer
+        """Signs decisions; None for a read-only store (deciding then raises ConfigError)."""
         self.decision_ttl_s = decision_ttl_s
         self.clock = clock
         self.max_retries = max_retries
@@ -294,8 +294,18 @@ class Store:
             requested_at=record.created_at,
             decided_at=self.clock() if now is None else now,
             dry_run=record.request.dry_run,
+            request_digest=request_digest(record.request),
         )
-        return sign_decision(decision, self.decision_key)
+        return sign_decision(decision, self.require_signer())
+
+    def require_signer(self) -> KeyRing:
+        """The signing keyring, or a :class:`ConfigError` for a store that only reads."""
+        if self.signer is None:
+            raise ConfigError(
+                "this process holds no signing key, so it cannot decide: decisions are made by "
+                "hitl serve and hitl worker (HITL_SIGNING_KEY_FILE)"
+            )
+        return self.signer
 
     def add_card(self, request_id: str, card: CardRef, actor: str = "bot") -> None:
         """Remember where a copy of the card was posted (so every copy can be updated)."""
@@ -403,7 +413,7 @@ class Store:
         if events:
             now = self.clock()
             for event in events:
-                entry = build_entry(head, event, now, self.audit_key)
+                entry = build_entry(head, event, now)
                 pipe.xadd(self.keys.audit, {"e": json.dumps(entry, ensure_ascii=False)})
                 head = ChainHead(entry["seq"], entry["hash"])
             if set_head:

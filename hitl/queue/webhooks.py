@@ -2,7 +2,9 @@
 
 Decisions reach the outbox stream ``hitl:webhooks`` in the same transaction that decides them.
 The deliverer reads it through a consumer group, POSTs the Decision JSON with an
-``X-Hitl-Signature: sha256=<HMAC of the body>`` header, retries failures with exponential
+``X-Hitl-Signature: ed25519 kid=<key id>,sig=<base64>`` header (the service's Ed25519
+signature of ``b"hitl-webhook/1\\n" + body``; receivers verify it with the public keys, and the
+Decision inside carries its own signature too), retries failures with exponential
 backoff, and audits the result (``webhook_delivered`` or ``webhook_failed``). An entry is
 acknowledged only after that, so a deliverer that dies mid-retry leaves it for another one.
 """
@@ -10,8 +12,6 @@ acknowledged only after that, so a deliverer that dies mid-retry leaves it for a
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import os
 import socket
@@ -21,10 +21,11 @@ from typing import Any, cast
 import aiohttp
 from redis.exceptions import ResponseError
 
+from hitl.keys import KeyRing, PublicKeys
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import Store
 
-__all__ = ["WebhookDeliverer", "signature_header"]
+__all__ = ["WebhookDeliverer", "signature_header", "verify_signature_header"]
 
 _Reply = list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]]
 """What XREADGROUP returns; redis-py types it loosely."""
@@ -32,9 +33,22 @@ _Reply = list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]]
 log = logging.getLogger("hitl.webhooks")
 
 
-def signature_header(key: bytes, body: bytes) -> str:
-    """The value of ``X-Hitl-Signature`` for ``body``: ``sha256=<hex HMAC>``."""
-    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+WEBHOOK_DOMAIN = b"hitl-webhook/1\n"
+
+
+def signature_header(keyring: KeyRing, body: bytes) -> str:
+    """The value of ``X-Hitl-Signature`` for ``body``: ``ed25519 kid=<id>,sig=<base64>``."""
+    kid, sig = keyring.sign(WEBHOOK_DOMAIN + body)
+    return f"ed25519 kid={kid},sig={sig}"
+
+
+def verify_signature_header(keys: PublicKeys, body: bytes, header: str) -> bool:
+    """True when ``header`` is a valid ``X-Hitl-Signature`` of ``body`` by a trusted key."""
+    scheme, _, rest = header.partition(" ")
+    fields = dict(part.partition("=")[::2] for part in rest.split(","))
+    if scheme != "ed25519" or "kid" not in fields or "sig" not in fields:
+        return False
+    return keys.verify(fields["kid"], WEBHOOK_DOMAIN + body, fields["sig"])
 
 
 class WebhookDeliverer:
@@ -106,7 +120,7 @@ class WebhookDeliverer:
         request_id = _request_id(fields["decision"])
         headers = {
             "Content-Type": "application/json",
-            "X-Hitl-Signature": signature_header(self.store.decision_key, body),
+            "X-Hitl-Signature": signature_header(self.store.require_signer(), body),
             "User-Agent": "hitl-webhooks/1",
         }
         delay, last = self.first_delay_s, ""

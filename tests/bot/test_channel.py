@@ -258,8 +258,7 @@ async def test_cards_are_recorded_in_batches_when_the_store_can(harness: SlackHa
     two = await harness.submit_and_post()
     store = BatchingStore(
         harness.store.redis,
-        decision_key=harness.store.decision_key,
-        audit_key=harness.store.audit_key,
+        signer=harness.store.signer,
     )
     store.batches = []
     harness.channel.store = store

@@ -44,7 +44,7 @@ def two_person(**fields: Any) -> Verdict:
 
 
 def _chain_ok(store: Store, r: redis.Redis) -> bool:
-    return verify_entries(audit_entries(r), store.audit_key, expect_head=store.head()).ok
+    return verify_entries(audit_entries(r), expect_head=store.head()).ok
 
 
 def _refusals(r: redis.Redis, rid: str | None) -> list[dict[str, Any]]:
@@ -71,7 +71,7 @@ def test_approve_decides_signs_and_delivers(
     )
     assert before <= decision.reviewers[0].at <= time.time()
     assert "slack" == decision.reviewers[0].channel
-    verify_decision(decision, store.decision_key)
+    verify_decision(decision, store.signer.public())
     assert re.fullmatch(
         r"approved by Bob \(bob\) at \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", result.message
     )
@@ -242,7 +242,7 @@ def test_modify_approves_with_merged_params(
         d.modified,
         d.original_params,
     )
-    verify_decision(d, store.decision_key)
+    verify_decision(d, store.signer.public())
     modified = [e for e in audit_entries(r) if e["kind"] == "modified"][0]
     assert ({"order": "A-1", "amount": 100}, {"order": "A-1", "amount": 50}, "half is enough") == (
         modified["details"]["before"],
@@ -518,8 +518,7 @@ def test_concurrent_modifications_do_not_revert_each_other(
 
     carol_store = Store(
         r,
-        decision_key=store.decision_key,
-        audit_key=store.audit_key,
+        signer=store.signer,
         clock=clock_that_lets_bob_in_first,
     )
     Decider(carol_store, authority).modify(rid, CAROL, {"order": "A-2"})

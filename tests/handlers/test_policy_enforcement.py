@@ -85,7 +85,7 @@ def submit(r: redis.Redis, consumer: IntakeConsumer, rid: str, action: str, **kw
 
 def chain_ok(r: redis.Redis, store: Store) -> bool:
     entries = [json.loads(f["e"]) for _, f in r.xrange("hitl:audit")]
-    return verify_entries(entries, store.audit_key, store.head()).ok
+    return verify_entries(entries, store.head()).ok
 
 
 def refusals(r: redis.Redis) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ def clock() -> ManualClock:
 @pytest.fixture
 def store(r: redis.Redis, settings: Any, clock: ManualClock) -> Store:
     """A store whose clock the test moves."""
-    return Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key, clock=clock)
+    return Store(r, signer=settings.signing_keys(), clock=clock)
 
 
 def _put(
@@ -162,10 +162,10 @@ def test_end_of_chain_denies_by_default(store: Store, clock: ManualClock) -> Non
     assert 3600.0 == record.decision.age_s
     delivered = store.redis.lrange(store.keys.decision("r1"), 0, -1)
     assert 1 == len(delivered)
-    verify_decision(record.decision, store.decision_key)
+    verify_decision(record.decision, store.signer.public())
     assert ["submitted", "expired", "delivered"] == audit_kinds(store.redis, "r1")
     assert 0 == store.redis.zcard(store.keys.pending)
-    report = verify_entries(audit_entries(store.redis), store.audit_key, store.head())
+    report = verify_entries(audit_entries(store.redis), store.head())
     assert report.ok, report.problem
 
 

@@ -1,4 +1,5 @@
-"""The hash-chained audit log: building entries and catching every kind of tampering."""
+"""The hash-chained audit log: building entries, signed checkpoints, and catching every kind of
+tampering (with the public key only)."""
 
 from __future__ import annotations
 
@@ -9,35 +10,41 @@ from typing import Any
 import pytest
 import redis
 
+from hitl.keys import KeyRing
 from hitl.queue.audit import (
     GENESIS,
     AuditEvent,
     ChainHead,
+    Checkpoint,
+    FileAnchor,
     _body,
     _hash,
     build_entry,
     read_jsonl,
+    split_export,
+    verify_chain,
     verify_entries,
 )
 from hitl.queue.store import Store
-from hitl.signing import derive_key
 from tests.scenarios.helpers import audit_entries
 
-KEY = derive_key(b"secret", "audit")
+RING = KeyRing.generate()
+PUBLIC = RING.public()
+CHAIN = "hitl:audit"
 
 
-def _chain(n: int, key: bytes = KEY) -> list[dict[str, Any]]:
+def _chain(n: int) -> list[dict[str, Any]]:
     head, out = ChainHead(), []
     for i in range(1, n + 1):
         event = AuditEvent("vote", f"r-{i}", f"user{i}", {"n": i, "approve": True}, "v1")
-        entry = build_entry(head, event, 1000.0 + i, key)
+        entry = build_entry(head, event, 1000.0 + i)
         out.append(entry)
         head = ChainHead(entry["seq"], entry["hash"])
     return out
 
 
 def _rehash(entry: dict[str, Any], prev_hash: str) -> dict[str, Any]:
-    """What someone without the audit key can do: relink and recompute the hash, not the MAC."""
+    """What anyone with Redis write access can do: relink and recompute the hash."""
     entry = dict(entry, prev_hash=prev_hash)
     entry["hash"] = _hash(prev_hash, _body(entry))
     return entry
@@ -69,7 +76,6 @@ def test_entry_fields() -> None:
         "policy_version",
         "prev_hash",
         "hash",
-        "mac",
     } == set(_chain(1)[0])
 
 
@@ -86,21 +92,21 @@ def test_head_round_trips() -> None:
 def test_intact_chain_verifies() -> None:
     """An untouched chain is OK, against its head too."""
     chain = _chain(5)
-    report = verify_entries(chain, KEY, expect_head=_head(chain))
+    report = verify_entries(chain, expect_head=_head(chain))
     assert (True, 5, None, "") == (report.ok, report.entries, report.first_bad_seq, report.problem)
     assert str(report).startswith("OK: 5 entries")
 
 
 def test_empty_chain_verifies() -> None:
     """No entries and no head is a valid (empty) chain."""
-    assert verify_entries([], KEY, expect_head=ChainHead()).ok
+    assert verify_entries([], expect_head=ChainHead()).ok
 
 
 def test_modified_details_are_caught() -> None:
     """Editing an entry's details breaks its hash at that seq."""
     chain = _chain(5)
     chain[2]["details"]["approve"] = False
-    report = verify_entries(chain, KEY)
+    report = verify_entries(chain)
     assert (False, 3) == (report.ok, report.first_bad_seq)
     assert "modified" in report.problem
     assert str(report).startswith("BROKEN at seq 3")
@@ -111,32 +117,31 @@ def test_modified_field_is_caught(field: str) -> None:
     """Every covered field is in the hash."""
     chain = _chain(4)
     chain[1][field] = "forged" if field != "ts" else 1.0
-    assert 2 == verify_entries(chain, KEY).first_bad_seq
+    assert 2 == verify_entries(chain).first_bad_seq
 
 
 def test_deleted_entry_is_caught() -> None:
     """Removing an entry in the middle is reported at the position it left empty."""
     chain = _chain(5)
     del chain[2]
-    report = verify_entries(chain, KEY)
+    report = verify_entries(chain)
     assert (False, 3) == (report.ok, report.first_bad_seq)
     assert "expected seq 3, found 4" in report.problem
 
 
 def test_inserted_forged_entry_is_caught() -> None:
-    """A forged entry with the right seq and link, made without the key, fails its MAC."""
+    """A forged entry with the right seq and link, carelessly renumbered after, breaks a link."""
     chain = _chain(4)
     forged = _rehash(dict(chain[2], kind="approved", actor="mallory"), chain[1]["hash"])
     renumbered = [_rehash(dict(e, seq=e["seq"] + 1), "") for e in chain[2:]]
-    report = verify_entries([*chain[:2], forged, *renumbered], KEY)
-    assert (False, 3) == (report.ok, report.first_bad_seq)
-    assert "MAC" in report.problem
+    report = verify_entries([*chain[:2], forged, *renumbered])
+    assert (False, 4) == (report.ok, report.first_bad_seq)
 
 
 def test_inserted_copy_is_caught() -> None:
     """A replayed (duplicated) entry breaks the numbering where it was inserted."""
     chain = _chain(4)
-    report = verify_entries([*chain[:2], chain[1], *chain[2:]], KEY)
+    report = verify_entries([*chain[:2], chain[1], *chain[2:]])
     assert (False, 3) == (report.ok, report.first_bad_seq)
     assert "inserted or reordered" in report.problem
 
@@ -145,7 +150,7 @@ def test_swapped_entries_are_caught() -> None:
     """Swapping two entries is reported at the first of them."""
     chain = _chain(5)
     chain[1], chain[2] = chain[2], chain[1]
-    report = verify_entries(chain, KEY)
+    report = verify_entries(chain)
     assert (False, 2) == (report.ok, report.first_bad_seq)
 
 
@@ -155,58 +160,113 @@ def test_swapped_seqs_with_original_numbers_are_caught() -> None:
     a, b = copy.deepcopy(chain[1]), copy.deepcopy(chain[2])
     chain[1] = dict(b, seq=2)
     chain[2] = dict(a, seq=3)
-    report = verify_entries(chain, KEY)
+    report = verify_entries(chain)
     assert (False, 2) == (report.ok, report.first_bad_seq)
     assert "prev_hash" in report.problem
 
 
-def test_recomputed_hash_without_key_fails_the_mac() -> None:
-    """Editing an entry and recomputing its hash is caught by the MAC."""
-    chain = _chain(5)
-    chain[3] = _rehash(dict(chain[3], details={"n": 4, "approve": False}), chain[2]["hash"])
-    report = verify_entries(chain, KEY)
-    assert (False, 4) == (report.ok, report.first_bad_seq)
-    assert "MAC does not match" in report.problem
+def _checkpoint(chain: list[dict[str, Any]], upto: int, ring: KeyRing = RING) -> Checkpoint:
+    entry = chain[upto - 1]
+    return Checkpoint(entry["seq"], entry["hash"], 2000.0 + upto, CHAIN).signed(ring)
 
 
-def test_rewritten_tail_fails_at_the_first_rewrite() -> None:
-    """Rebuilding the whole chain after an edit (without the key) fails at the edit."""
+def _rebuilt(chain: list[dict[str, Any]], from_seq: int) -> list[dict[str, Any]]:
+    """The chain with entry ``from_seq`` edited and every later hash recomputed (no key needed)."""
+    out = copy.deepcopy(chain)
+    out[from_seq - 1]["details"] = {"n": from_seq, "approve": False}
+    prev = out[from_seq - 2]["hash"] if from_seq > 1 else GENESIS
+    for i in range(from_seq - 1, len(out)):
+        out[i] = _rehash(out[i], prev)
+        prev = out[i]["hash"]
+    return out
+
+
+def test_rebuilt_chain_passes_the_links_but_not_a_checkpoint() -> None:
+    """A rewrite that recomputes every hash links fine; the signed checkpoint catches it."""
     chain = _chain(6)
-    chain[2]["details"] = {"n": 3, "approve": False}
-    prev = chain[1]["hash"]
-    for i in range(2, 6):
-        chain[i] = _rehash(chain[i], prev)
-        prev = chain[i]["hash"]
-    assert 3 == verify_entries(chain, KEY).first_bad_seq
-
-
-def test_deleted_newest_entries_are_caught_against_the_head() -> None:
-    """Truncation leaves a valid prefix: only the recorded head reveals it."""
-    chain = _chain(6)
-    head = _head(chain)
-    assert verify_entries(chain[:4], KEY).ok
-    report = verify_entries(chain[:4], KEY, expect_head=head)
-    assert (False, 5) == (report.ok, report.first_bad_seq)
-    assert "the newest entries were deleted" in report.problem
-
-
-def test_head_that_does_not_match_is_caught() -> None:
-    """A head with the same seq but another hash means the last entry is not the recorded one."""
-    chain = _chain(3)
-    report = verify_entries(chain, KEY, expect_head=ChainHead(3, "f" * 64))
+    cps = [_checkpoint(chain, 2), _checkpoint(chain, 4), _checkpoint(chain, 6)]
+    forged = _rebuilt(chain, 3)
+    assert verify_entries(forged).ok
+    report = verify_chain(forged, cps, PUBLIC, chain=CHAIN)
     assert (False, 3) == (report.ok, report.first_bad_seq)
+    assert "rewritten after seq 2" in report.problem
 
 
-def test_wrong_key_fails_at_the_first_entry() -> None:
-    """A chain checked with another key fails its first MAC."""
-    report = verify_entries(_chain(3), derive_key(b"other", "audit"))
+def test_checkpointed_chain_verifies_and_counts_the_unanchored_tail() -> None:
+    """Every checkpoint matches; entries after the newest one are reported as not yet anchored."""
+    chain = _chain(7)
+    report = verify_chain(chain, [_checkpoint(chain, 3), _checkpoint(chain, 5)], PUBLIC)
+    assert (True, 5, 2, 2) == (
+        report.ok,
+        report.anchored_seq,
+        report.unanchored,
+        report.checkpoints,
+    )
+    assert "2 newer entries not yet checkpointed" in str(report)
+
+
+def test_truncation_is_caught_by_the_checkpoint() -> None:
+    """Deleting the newest entries (and rewriting the head) is named at the first deleted seq."""
+    chain = _chain(6)
+    report = verify_chain(chain[:4], [_checkpoint(chain, 6)], PUBLIC)
+    assert (False, 5) == (report.ok, report.first_bad_seq)
+    assert "entries 5..6 were deleted" in report.problem
+
+
+def test_wipe_is_caught_by_the_checkpoint() -> None:
+    """Deleting the whole chain and its head no longer verifies as 'OK: 0 entries'."""
+    chain = _chain(3)
+    report = verify_chain([], [_checkpoint(chain, 3)], PUBLIC)
     assert (False, 1) == (report.ok, report.first_bad_seq)
+    assert "wiped" in report.problem
+
+
+def test_forged_checkpoint_is_refused() -> None:
+    """A checkpoint signed by another key (or edited) does not count; it is reported."""
+    chain = _chain(3)
+    forged = _checkpoint(chain, 3, KeyRing.generate())
+    report = verify_chain(chain, [forged], PUBLIC)
+    assert (False, 3) == (report.ok, report.first_bad_seq)
+    assert "does not verify" in report.problem
+    edited = Checkpoint(
+        2, chain[1]["hash"], 1.0, CHAIN, RING.active, _checkpoint(chain, 3).signature
+    )
+    assert not verify_chain(chain, [edited], PUBLIC).ok
+
+
+def test_checkpoints_of_another_chain_are_ignored() -> None:
+    """A deployment with another prefix keeps its own checkpoints in the same anchor."""
+    chain = _chain(3)
+    other = Checkpoint(9, "f" * 64, 1.0, "acme:audit").signed(RING)
+    report = verify_chain(chain, [other, _checkpoint(chain, 3)], PUBLIC, chain=CHAIN)
+    assert (True, 1) == (report.ok, report.checkpoints)
+
+
+def test_file_anchor_appends_and_reads(tmp_path: Any) -> None:
+    """The file anchor keeps one JSON line per checkpoint, in order."""
+    chain = _chain(3)
+    anchor = FileAnchor(tmp_path / "a" / "anchors.jsonl")
+    assert [] == anchor.read()
+    first, second = _checkpoint(chain, 1), _checkpoint(chain, 3)
+    anchor.append(first)
+    anchor.append(second)
+    assert [first, second] == anchor.read()
+
+
+def test_export_lines_carry_entries_and_checkpoints() -> None:
+    """An export holds both; split_export separates them and read_jsonl skips checkpoints."""
+    chain = _chain(2)
+    cp = _checkpoint(chain, 2)
+    lines = [json.dumps(e) for e in chain] + [json.dumps({"checkpoint": cp.to_json()})]
+    entries, cps = split_export(lines)
+    assert (chain, [cp]) == (entries, cps)
+    assert chain == list(read_jsonl(lines))
 
 
 def test_garbage_entry_is_reported() -> None:
     """A line that is not an audit entry is reported at its position."""
     chain = _chain(3)
-    report = verify_entries([chain[0], {"hello": "world"}, chain[2]], KEY)
+    report = verify_entries([chain[0], {"hello": "world"}, chain[2]])
     assert (False, 2) == (report.ok, report.first_bad_seq)
     assert "no integer seq" in report.problem
 
@@ -217,7 +277,7 @@ def test_read_jsonl_keeps_bad_lines_as_unverifiable() -> None:
     lines = [json.dumps(chain[0]), "not json", "", json.dumps([1]), json.dumps(chain[1])]
     entries = list(read_jsonl(lines))
     assert [1, None, None, 2] == [e["seq"] for e in entries]
-    assert 2 == verify_entries(entries, KEY).first_bad_seq
+    assert 2 == verify_entries(entries).first_bad_seq
 
 
 # -- the chain the store writes ----------------------------------------------------------------
@@ -230,5 +290,4 @@ def test_store_appends_a_verifiable_chain(store: Store, r: redis.Redis) -> None:
     entries = audit_entries(r)
     assert [1, 2, 3] == [e["seq"] for e in entries]
     assert {"é": "ü"} == entries[1]["details"]
-    assert verify_entries(entries, store.audit_key, expect_head=store.head()).ok
-    assert not verify_entries(entries, store.decision_key).ok
+    assert verify_entries(entries, expect_head=store.head()).ok

@@ -16,6 +16,7 @@ from hitl.config import Settings
 from hitl.errors import ConfigError
 from hitl.queue.connection import open_store, redis_url
 from hitl.queue.embedded import EmbeddedServer, server_binary
+from tests.conftest import KEYRING
 
 SECRET = b"embedded-test-secret"
 
@@ -82,7 +83,7 @@ def test_stop_when_not_running(short_dir: Path) -> None:
 @pytest.mark.slow
 def test_settings_without_url_use_the_embedded_server(short_dir: Path) -> None:
     """No HITL_REDIS_URL: the store runs on the embedded server in the data dir."""
-    settings = Settings(secret=SECRET, data_dir=short_dir)
+    settings = Settings(keyring=KEYRING, data_dir=short_dir)
     assert f"unix://{short_dir}/redis.sock" == redis_url(settings)
     store = open_store(settings)
     try:

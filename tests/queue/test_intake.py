@@ -159,7 +159,7 @@ def test_auto_verdicts_decide_at_intake(store: Store, r: redis.Redis) -> None:
         (got["no"].outcome.value, got["no"].reason),
     )
     for decision in got.values():
-        verify_decision(decision, store.decision_key)
+        verify_decision(decision, store.signer.public())
     assert (State.APPROVED, State.REJECTED, 0) == (
         store.get("yes").state,
         store.get("no").state,
@@ -361,7 +361,7 @@ def test_malformed_input_is_dead_lettered(
     ]
     assert (2, 1) == (intake.stats.stored, intake.stats.dead)
     assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
-    assert verify_entries(audit_entries(r), store.audit_key, expect_head=store.head()).ok
+    assert verify_entries(audit_entries(r), expect_head=store.head()).ok
 
 
 def test_invalid_utf8_is_dead_lettered_losslessly(

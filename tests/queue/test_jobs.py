@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from hitl.queue.jobs import JobContext, use_context
 from hitl.queue.scheduler import ManualClock, SchedulerConfig, StreamSink
 from hitl.queue.store import Change, Store
 from tests.chains import CHAIN, T0
+from tests.conftest import KEYRING, keyring_file
 from tests.redis_server import free_port
 from tests.scenarios.helpers import audit_entries, audit_kinds
 
@@ -38,7 +40,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def store(r: redis.Redis, settings: Settings, clock: ManualClock) -> Store:
-    return Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key, clock=clock)
+    return Store(r, signer=settings.signing_keys(), clock=clock)
 
 
 @pytest.fixture
@@ -167,7 +169,7 @@ def test_transient_failure_is_retried(ctx: JobContext, store: Store, clock: Manu
     dead = redis.Redis(
         port=free_port(), decode_responses=True, retry=Retry(NoBackoff(), 0), socket_timeout=0.2
     )
-    broken = Store(dead, decision_key=b"k", audit_key=b"k", clock=clock)
+    broken = Store(dead, signer=KEYRING, clock=clock)
     with use_context(JobContext(broken, ctx.scheduler, ctx.sink, ctx.digests)):
         run_due(ctx)
     job = Job.fetch("hitl-esc-r1-1", connection=ctx.scheduler.connection)
@@ -206,18 +208,19 @@ def test_remind_job_is_quiet_once_escalated(ctx: JobContext, clock: ManualClock)
 
 
 def test_context_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch, settings: Settings, r: redis.Redis
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, r: redis.Redis, tmp_path: Path
 ) -> None:
-    """Without an injected context, a job builds its store from HITL_REDIS_URL/HITL_SECRET."""
+    """Without an injected context, a job builds its store from HITL_REDIS_URL and
+    HITL_SIGNING_KEY_FILE."""
     assert settings.redis_url is not None
     monkeypatch.setenv("HITL_REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("HITL_SECRET", settings.secret.decode())
+    monkeypatch.setenv("HITL_SIGNING_KEY_FILE", str(keyring_file(tmp_path)))
     monkeypatch.setenv("HITL_PREFIX", "env:")
     jobs.configure(None)
     try:
         built = jobs.context()
         assert ("env:", built.scheduler.queue.name) == (built.store.keys.prefix, "env")
-        assert built.store.decision_key == settings.decision_key
+        assert KEYRING.active == built.store.require_signer().active
         assert [] == jobs.digest_job()
     finally:
         jobs.configure(None)
@@ -225,7 +228,7 @@ def test_context_from_the_environment(
 
 def test_run_worker_burst_runs_what_is_due(settings: Settings, r: redis.Redis) -> None:
     """`hitl worker --burst`: the real HitlWorker promotes due jobs, forks and runs them."""
-    real = Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    real = Store(r, signer=settings.signing_keys())
     record = _put(real, "due").model_copy(update={"created_at": real.clock() - 700})
     real.update("due", lambda _c: Change(record=record))
     scheduler = JobContext.build(real).scheduler

@@ -28,6 +28,7 @@ from hitl.queue.audit import AuditEvent, verify_entries
 from hitl.queue.keys import Keys
 from hitl.queue.store import Change, IntakeItem, Store
 from hitl.signing import verify_decision
+from tests.conftest import KEYRING
 from tests.redis_server import free_port
 from tests.scenarios.helpers import audit_entries, audit_kinds
 
@@ -132,7 +133,7 @@ def test_decision_is_delivered_with_its_audit(store: Store, r: redis.Redis, sett
     assert [("r-1", "submitted", "pending"), ("r-1", "approved,delivered", "approved")] == [
         (f["request_id"], f["kinds"], f["state"]) for _i, f in r.xrange("hitl:events")
     ]
-    assert decision == verify_decision(decision, settings.decision_key)
+    assert decision == verify_decision(decision, settings.verify_keys())
 
 
 def test_callback_url_goes_to_the_webhook_outbox(store: Store, r: redis.Redis) -> None:
@@ -240,7 +241,7 @@ def test_chain_stays_valid_under_concurrent_appends(store: Store, r: redis.Redis
         t.join()
     entries = audit_entries(r)
     assert list(range(1, 61)) == [e["seq"] for e in entries]
-    assert verify_entries(entries, store.audit_key, expect_head=store.head()).ok
+    assert verify_entries(entries, expect_head=store.head()).ok
 
 
 # -- intake commits ----------------------------------------------------------------------------
@@ -269,8 +270,8 @@ def test_commit_intake_outcomes(store: Store, r: redis.Redis) -> None:
 
 def test_prefix_keeps_deployments_apart(r: redis.Redis, settings: Any) -> None:
     """Two stores with different prefixes on one Redis never see each other's requests."""
-    a = Store(r, keys=Keys("a:"), decision_key=b"k", audit_key=b"k")
-    b = Store(r, keys=Keys("b:"), decision_key=b"k", audit_key=b"k")
+    a = Store(r, keys=Keys("a:"), signer=KEYRING)
+    b = Store(r, keys=Keys("b:"), signer=KEYRING)
     _put(a, _record("r-1"))
     assert (["r-1"], [], None) == (a.pending_ids(), b.pending_ids(), b.find("r-1"))
     assert r.exists("a:audit") and not r.exists("hitl:audit")
@@ -281,8 +282,7 @@ def test_unreachable_redis_is_store_unavailable(settings: Any) -> None:
     no_retry = Retry(NoBackoff(), 0)  # redis-py's default retries would only make this slower
     dead = Store(
         redis.Redis(port=free_port(), decode_responses=True, retry=no_retry),
-        decision_key=b"k",
-        audit_key=b"k",
+        signer=KEYRING,
     )
     with pytest.raises(StoreUnavailable, match="nothing was written"):
         dead.update("r-1", lambda _cur: Change(events=[AuditEvent("x", None, "y")]))

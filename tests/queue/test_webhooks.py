@@ -16,11 +16,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from hitl.handlers import Decider, review_everything
+from hitl.keys import KeyRing
 from hitl.models import Decision, Reviewer
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
-from hitl.queue.webhooks import WebhookDeliverer, signature_header
-from hitl.signing import derive_key, verify_decision
+from hitl.queue.webhooks import WebhookDeliverer, signature_header, verify_signature_header
+from hitl.signing import verify_decision
+from tests.conftest import KEYRING
 from tests.redis_server import RedisServer, free_port
 from tests.scenarios.helpers import audit_entries, drain, xadd_raw
 
@@ -96,17 +98,19 @@ async def test_delivery_is_signed_and_audited(
     store: Store,
     r: redis.Redis,
 ) -> None:
-    """The receiver gets the Decision JSON with a checkable HMAC header; the attempt is audited."""
+    """The receiver gets the Decision JSON with a header it checks with the public keys only;
+    the attempt is audited."""
     rec, url = receiver
     decision = _decide(intake, decider, r, url)
     assert await _deliver_one(WebhookDeliverer(store, first_delay_s=0.01))
     [(body, headers)] = rec.calls
-    assert signature_header(store.decision_key, body) == headers["X-Hitl-Signature"]
+    assert verify_signature_header(KEYRING.public(), body, headers["X-Hitl-Signature"])
+    assert not verify_signature_header(KEYRING.public(), body + b" ", headers["X-Hitl-Signature"])
     assert ("application/json", "hitl-webhooks/1") == (
         headers["Content-Type"],
         headers["User-Agent"],
     )
-    assert decision == verify_decision(Decision.model_validate_json(body), store.decision_key)
+    assert decision == verify_decision(Decision.model_validate_json(body), store.signer.public())
     assert [("webhook_delivered", {"url": url, "attempts": 1})] == _webhook_audit(r)
     assert (
         "r-1" == [e for e in audit_entries(r) if e["kind"] == "webhook_delivered"][0]["request_id"]
@@ -115,11 +119,12 @@ async def test_delivery_is_signed_and_audited(
 
 
 def test_signature_header_format() -> None:
-    """``sha256=`` and the hex HMAC of the body: what a receiver recomputes."""
-    key = derive_key(b"s", "decision")
-    header = signature_header(key, b"{}")
-    assert header.startswith("sha256=") and 71 == len(header)
-    assert header != signature_header(key, b"{ }")
+    """``ed25519 kid=...,sig=...``: verifiable with the public keys, not with another key's."""
+    header = signature_header(KEYRING, b"{}")
+    assert header.startswith(f"ed25519 kid={KEYRING.active},sig=")
+    assert verify_signature_header(KEYRING.public(), b"{}", header)
+    assert not verify_signature_header(KeyRing.generate().public(), b"{}", header)
+    assert not verify_signature_header(KEYRING.public(), b"{}", "sha256=00")
 
 
 async def test_failure_then_success_is_retried(
@@ -247,7 +252,7 @@ async def test_deliverer_survives_redis_outage_while_finishing(
 ) -> None:
     """Redis going away right after a POST does not stop webhook delivery for good."""
     client = redis.Redis(port=own_redis.port, decode_responses=True, retry=Retry(NoBackoff(), 0))
-    store = Store(client, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    store = Store(client, signer=settings.signing_keys())
     intake = IntakeConsumer(store, review_everything, block_ms=0)
     intake.ensure_group()
     rec = Receiver()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
 import json
 
 import pytest
 import redis
+import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from hitl.cli import main
 from hitl.client import Client, require_approval
@@ -16,8 +17,7 @@ from hitl.models import Decision, Outcome, State
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
-from hitl.signing import derive_key
-from tests.conftest import SECRET
+from tests.conftest import KEYRING
 from tests.scenarios.helpers import (
     audit_entries,
     audit_kinds,
@@ -65,7 +65,7 @@ def test_sdk_request_cli_modify_agent_gets_the_params(
         decision.reviewers[0].channel,
     )
     assert ["submitted", "modified", "vote", "approved", "delivered"] == audit_kinds(r, rid)
-    assert verify_entries(audit_entries(r), store.audit_key, expect_head=store.head()).ok
+    assert verify_entries(audit_entries(r), expect_head=store.head()).ok
 
 
 def test_cli_rejection_raises_from_the_decorator(
@@ -109,12 +109,10 @@ def test_raw_xadd_without_the_sdk(env: None, pintake: IntakeConsumer, r: redis.R
     assert 0 == main(["approve", "raw-1", "--as", "bob"])
     _key, raw = r.blpop(["hitl:decision:raw-1"], timeout=5)
     decision = json.loads(raw)
-    params_sha = hashlib.sha256(
-        json.dumps(decision["params"], sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-    message = f"raw-1\n{params_sha}\n{decision['outcome']}".encode()
-    key = derive_key(SECRET, "decision")
-    assert hmac.new(key, message, hashlib.sha256).hexdigest() == decision["signature"]
+    signature = base64.b64decode(decision.pop("signature"))
+    message = b"hitl-decision/1\n" + rfc8785.dumps(decision)
+    public = base64.b64decode(KEYRING.public().to_env().split(":", 1)[1])
+    Ed25519PublicKey.from_public_bytes(public).verify(signature, message)  # raises if forged
     assert ("approved", {"table": "logs"}) == (decision["outcome"], decision["params"])
 
 

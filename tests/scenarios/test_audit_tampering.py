@@ -12,12 +12,23 @@ import pytest
 import redis
 
 from hitl.cli import main
+from hitl.config import Settings
 from hitl.errors import AlreadyDecided, NotAuthorized
 from hitl.handlers import Decider
 from hitl.models import Reviewer
-from hitl.queue.audit import ChainHead, _body, _hash, verify_entries
+from hitl.queue.audit import (
+    ChainHead,
+    Checkpoint,
+    _body,
+    _hash,
+    split_export,
+    verify_chain,
+    verify_entries,
+)
+from hitl.queue.checkpoints import Checkpointer
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
+from tests.conftest import KEYRING
 from tests.scenarios.helpers import audit_entries, drain, xadd_raw
 
 Entries = list[dict[str, Any]]
@@ -25,7 +36,7 @@ K = 5  # the (0-based) position that gets tampered with: seq 6
 
 
 def _rehash(entry: dict[str, Any], prev_hash: str) -> dict[str, Any]:
-    """What a tamperer without the key can do: relink and recompute the hash (not the MAC)."""
+    """What anyone with Redis write access can do: relink and recompute the hash."""
     entry = dict(entry, prev_hash=prev_hash)
     entry["hash"] = _hash(prev_hash, _body(entry))
     return entry
@@ -60,18 +71,40 @@ def _truncate(e: Entries) -> Entries:
     return e[:-3]
 
 
+def _rebuild(e: Entries) -> Entries:
+    """Edit seq K+1 and recompute every later hash: the links hold, only a checkpoint knows."""
+    e[K] = dict(e[K], actor="mallory")
+    prev = e[K - 1]["hash"]
+    for i in range(K, len(e)):
+        e[i] = _rehash(e[i], prev)
+        prev = e[i]["hash"]
+    return e
+
+
 TAMPERING: list[tuple[str, Callable[[Entries], Entries], str]] = [
     ("modify details", _modify, "hash does not match the content"),
     ("delete one", _delete, "expected seq 6, found 7"),
-    ("insert forged", _insert, "MAC does not match"),
+    ("insert forged", _insert, "expected seq 7, found 6"),
     ("swap two", _swap, "expected seq 6, found 7"),
-    ("recompute hash without key", _rehash_without_key, "MAC does not match"),
-    ("delete newest", _truncate, "the newest entries were deleted"),
+    ("recompute one hash", _rehash_without_key, "prev_hash does not link"),
+    ("rebuild the chain", _rebuild, f"the chain was rewritten after seq {K}"),
+    ("delete newest", _truncate, "were deleted"),
 ]
 
 
+def _expected_seq(tamper: Callable[[Entries], Entries], history: Entries) -> int:
+    """Where each tampering first shows: a re-linked entry only at the next link."""
+    if tamper is _truncate:
+        return len(history) - 2
+    if tamper in (_insert, _rehash_without_key):
+        return K + 2
+    return K + 1
+
+
 @pytest.fixture
-def history(intake: IntakeConsumer, decider: Decider, store: Store, r: redis.Redis) -> Entries:
+def history(
+    env: None, intake: IntakeConsumer, decider: Decider, store: Store, r: redis.Redis
+) -> Entries:
     """A realistic chain: submissions, votes, refusals, decisions and deliveries (>= 12)."""
     for i in range(3):
         body = {"id": f"r-{i}", "action": "refund", "params": {"amount": 9}}
@@ -88,7 +121,11 @@ def history(intake: IntakeConsumer, decider: Decider, store: Store, r: redis.Red
     decider.modify("r-2", Reviewer(user_id="bob"), {"amount": 5})
     entries = audit_entries(r)
     assert len(entries) >= 12
-    assert verify_entries(entries, store.audit_key, expect_head=store.head()).ok
+    assert verify_entries(entries, expect_head=store.head()).ok
+    # Checkpoints as `hitl serve` makes them every few seconds: one at seq K, one at the head.
+    anchor = Settings.from_env().anchor()
+    anchor.append(Checkpoint(K, entries[K - 1]["hash"], 1.0, "hitl:audit").signed(KEYRING))
+    Checkpointer(store, KEYRING, anchor).checkpoint()
     return entries
 
 
@@ -110,11 +147,12 @@ def _head(entries: Entries) -> ChainHead:
 def test_verify_entries_names_the_first_bad_seq(
     history: Entries, store: Store, tamper: Callable[[Entries], Entries], problem: str
 ) -> None:
-    """verify_entries reports each kind of tampering at the right seq."""
+    """verify_chain (links + signed checkpoints) reports each kind of tampering at its seq."""
     head = _head(history)
     tampered = tamper([dict(e) for e in history])
-    report = verify_entries(tampered, store.audit_key, expect_head=head)
-    expected_seq = len(history) - 2 if tamper is _truncate else K + 1
+    checkpoints = Settings.from_env().anchor().read()
+    report = verify_chain(tampered, checkpoints, KEYRING.public(), expect_head=head)
+    expected_seq = _expected_seq(tamper, history)
     assert (False, expected_seq) == (report.ok, report.first_bad_seq)
     assert problem in report.problem
 
@@ -135,7 +173,7 @@ def test_cli_verify_catches_tampering_in_redis(
     _rewrite_stream(r, tamper([dict(e) for e in history]))
     assert 1 == main(["audit", "verify", "--json"])
     data = json.loads(capsys.readouterr().out)
-    expected_seq = len(history) - 2 if tamper is _truncate else K + 1
+    expected_seq = _expected_seq(tamper, history)
     assert (False, expected_seq) == (data["ok"], data["first_bad_seq"])
     assert problem in data["problem"]
     assert 1 == main(["audit", "verify"])
@@ -162,27 +200,42 @@ def test_cli_verify_catches_tampering_in_an_exported_file(
     assert 0 == main(["audit", "verify", str(path), "--head", head_arg])
     capsys.readouterr()
 
-    exported = [json.loads(line) for line in path.read_text().splitlines()]
-    assert history == exported
+    exported, checkpoints = split_export(path.read_text().splitlines())
+    assert (history, 2) == (exported, len(checkpoints))
     tampered = tamper(exported)
-    path.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in tampered))
+    lines = [json.dumps(e, sort_keys=True) for e in tampered]
+    lines += [json.dumps({"checkpoint": c.to_json()}) for c in checkpoints]
+    path.write_text("\n".join(lines) + "\n")
     assert 1 == main(["audit", "verify", str(path), "--head", head_arg, "--json"])
     data = json.loads(capsys.readouterr().out)
-    expected_seq = len(history) - 2 if tamper is _truncate else K + 1
+    expected_seq = _expected_seq(tamper, history)
     assert (False, expected_seq) == (data["ok"], data["first_bad_seq"])
     assert problem in data["problem"]
 
 
-def test_exported_file_without_head_misses_only_truncation(
-    env: None, history: Entries, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_exported_file_checks_truncation_with_the_public_key_only(
+    history: Entries, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
 ) -> None:
-    """Offline without --head a truncated file still verifies: why export prints the head."""
+    """Offline, holding only the public key, a truncated export fails against its checkpoints;
+    stripped of them it is reported as unanchored, and --anchor brings them back."""
     path = tmp_path / "audit.jsonl"
     main(["audit", "export", str(path)])
-    lines = path.read_text().splitlines()
-    path.write_text("\n".join(lines[:-3]) + "\n")
+    anchor = Settings.from_env().anchor().where
+    entries, checkpoints = split_export(path.read_text().splitlines())
+    monkeypatch.delenv("HITL_SIGNING_KEY_FILE")
+    monkeypatch.delenv("HITL_REDIS_URL")
+    monkeypatch.setenv("HITL_PUBLIC_KEY", KEYRING.public().to_env())
+    kept = [json.dumps(e) for e in entries[:-3]]
+    path.write_text(
+        "\n".join(kept + [json.dumps({"checkpoint": c.to_json()}) for c in checkpoints])
+    )
     capsys.readouterr()
+    assert 1 == main(["audit", "verify", str(path)])
+    assert "were deleted (truncation)" in capsys.readouterr().out
+    path.write_text("\n".join(kept) + "\n")
     assert 0 == main(["audit", "verify", str(path)])
+    assert "no signed checkpoint yet" in capsys.readouterr().out
+    assert 1 == main(["audit", "verify", str(path), "--anchor", anchor])
 
 
 def test_garbage_line_in_an_exported_file(

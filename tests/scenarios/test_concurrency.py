@@ -37,7 +37,7 @@ def _race(
     clients = [redis_server.client() for _ in range(N)]
 
     def worker(i: int) -> None:
-        own = Store(clients[i], decision_key=store.decision_key, audit_key=store.audit_key)
+        own = Store(clients[i], signer=store.signer)
         decider = Decider(own, authority)
         barrier.wait()
         try:
@@ -105,7 +105,7 @@ def test_fifty_racing_approvals_and_rejections(
         e["actor"] for e in refused
     )
     assert 1 == [e["kind"] for e in entries].count("delivered")
-    report = verify_entries(audit_entries(r), store.audit_key, expect_head=store.head())
+    report = verify_entries(audit_entries(r), expect_head=store.head())
     assert report.ok, str(report)
     assert [] == store.pending_ids()
 
@@ -133,7 +133,7 @@ def test_fifty_racing_approvals_under_a_two_person_rule(
     reviewers = [rv.user_id for rv in decided[0].reviewers]
     assert 2 == len(set(reviewers))
     assert (1, 1) == (r.xlen("hitl:decisions"), r.llen("hitl:decision:r-1"))
-    assert verify_entries(audit_entries(r), store.audit_key, expect_head=store.head()).ok
+    assert verify_entries(audit_entries(r), expect_head=store.head()).ok
 
 
 def test_same_reviewer_double_click(

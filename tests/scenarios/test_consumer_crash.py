@@ -19,7 +19,7 @@ from hitl.handlers import review_everything
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
-from tests.conftest import SECRET
+from tests.conftest import keyring_file
 from tests.redis_server import RedisServer
 from tests.scenarios.helpers import audit_entries, wait_until, xadd_raw
 
@@ -30,14 +30,10 @@ VICTIM = textwrap.dedent(
     from hitl.handlers import review_everything
     from hitl.queue.intake import IntakeConsumer
     from hitl.queue.store import Store
-    from hitl.signing import derive_key
+    from hitl.keys import KeyRing
 
-    url, secret = sys.argv[1], sys.argv[2].encode()
-    store = Store(
-        redis.Redis.from_url(url, decode_responses=True),
-        decision_key=derive_key(secret, "decision"),
-        audit_key=derive_key(secret, "audit"),
-    )
+    url, keys = sys.argv[1], sys.argv[2]
+    store = Store(redis.Redis.from_url(url, decode_responses=True), signer=KeyRing.load(keys))
 
     def classify(request):
         if request.action == "slow_tool":   # hold this batch, unacknowledged, until killed
@@ -59,7 +55,7 @@ def _owned_by(r: redis.Redis, consumer: str) -> int:
 
 
 def test_killed_consumer_entries_are_processed_once(
-    redis_server: RedisServer, store: Store, r: redis.Redis
+    redis_server: RedisServer, store: Store, r: redis.Redis, tmp_path: Path
 ) -> None:
     """The victim stores one batch, dies holding the next; the rescuer stores that batch once."""
     fast = [f"fast-{i}" for i in range(10)]
@@ -71,7 +67,7 @@ def test_killed_consumer_entries_are_processed_once(
     r.xgroup_create("hitl:requests", "hitl-intake", id="0")
 
     proc = subprocess.Popen(
-        [sys.executable, "-c", VICTIM, redis_server.url, SECRET.decode()],
+        [sys.executable, "-c", VICTIM, redis_server.url, str(keyring_file(tmp_path))],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -107,4 +103,4 @@ def test_killed_consumer_entries_are_processed_once(
     assert {rid: 1 for rid in fast + slow} == dict(submitted)
     assert [] == [e for e in audit_entries(r) if e["kind"] == "duplicate_submission"]
     assert sorted(fast + slow) == sorted(store.pending_ids(limit=100))
-    assert verify_entries(audit_entries(r), store.audit_key, expect_head=store.head()).ok
+    assert verify_entries(audit_entries(r), expect_head=store.head()).ok

@@ -39,7 +39,7 @@ from hitl.queue.intake import IntakeConsumer
 from hitl.queue.jobs import JobContext, use_context
 from hitl.queue.scheduler import ManualClock, Notification, SchedulerConfig, StreamSink
 from hitl.queue.store import Store
-from tests.conftest import SECRET
+from tests.conftest import keyring_file
 from tests.scenarios.helpers import audit_entries, drain
 
 T0 = datetime.datetime(2030, 1, 8, 10, 0, tzinfo=datetime.UTC).timestamp()
@@ -78,7 +78,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def store(r: redis.Redis, settings: Settings, clock: ManualClock) -> Store:
-    return Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key, clock=clock)
+    return Store(r, signer=settings.signing_keys(), clock=clock)
 
 
 @pytest.fixture
@@ -242,7 +242,7 @@ def test_two_workers_running_the_digest_job_post_one_digest(
     env = {
         **os.environ,
         "HITL_REDIS_URL": str(settings.redis_url),
-        "HITL_SECRET": SECRET.decode(),
+        "HITL_SIGNING_KEY_FILE": str(keyring_file(tmp_path)),
         "HITL_DATA_DIR": str(settings.data_dir),
     }
     rq = str(Path(sys.executable).with_name("rq"))

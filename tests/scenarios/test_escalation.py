@@ -51,7 +51,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def store(r: redis.Redis, settings: Settings, clock: ManualClock) -> Store:
-    return Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key, clock=clock)
+    return Store(r, signer=settings.signing_keys(), clock=clock)
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_unanswered_request_walks_the_chain_and_expires(
         Decider(store, policy).approve(rid, ERIN)
     late = audit_entries(store.redis)[-1]
     assert ("refused", True) == (late["kind"], late["details"]["late"])
-    assert verify_entries(audit_entries(store.redis), store.audit_key, store.head()).ok
+    assert verify_entries(audit_entries(store.redis), store.head()).ok
 
 
 def test_answer_at_level_two_stops_the_chain(

@@ -32,7 +32,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def store(r: redis.Redis, settings: Settings, clock: ManualClock) -> Store:
-    return Store(r, decision_key=settings.decision_key, audit_key=settings.audit_key, clock=clock)
+    return Store(r, signer=settings.signing_keys(), clock=clock)
 
 
 def _put(store: Store, rid: str) -> None:

@@ -18,7 +18,7 @@ from hitl.models import Reviewer, State
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
-from tests.conftest import SECRET
+from tests.conftest import KEYRING
 from tests.redis_server import RedisServer, free_port
 from tests.scenarios.helpers import audit_entries, consuming, run_in_thread, wait_until, xadd_raw
 
@@ -33,9 +33,9 @@ def flaky() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def fstore(flaky: RedisServer) -> Iterator[Store]:
-    settings = Settings(redis_url=flaky.url, secret=SECRET)
+    settings = Settings(redis_url=flaky.url, keyring=KEYRING)
     client = redis.Redis.from_url(flaky.url, decode_responses=True)
-    yield Store(client, decision_key=settings.decision_key, audit_key=settings.audit_key)
+    yield Store(client, signer=settings.signing_keys())
     client.close()
 
 
@@ -81,15 +81,13 @@ def test_intake_survives_a_redis_kill_and_restart(
     assert 0 == fstore.redis.xpending("hitl:requests", "hitl-intake")["pending"]
     submitted = [e["request_id"] for e in audit_entries(fstore.redis) if e["kind"] == "submitted"]
     assert sorted(before + after) == sorted(submitted)
-    report = verify_entries(
-        audit_entries(fstore.redis), fstore.audit_key, expect_head=fstore.head()
-    )
+    report = verify_entries(audit_entries(fstore.redis), expect_head=fstore.head())
     assert report.ok, str(report)
 
 
 def test_waiting_agent_survives_a_redis_restart(flaky: RedisServer, fstore: Store) -> None:
     """An agent blocked in wait() during an outage gets the decision made after the restart."""
-    settings = Settings(redis_url=flaky.url, secret=SECRET)
+    settings = Settings(redis_url=flaky.url, keyring=KEYRING)
     consumer = IntakeConsumer(fstore, review_everything, block_ms=0)
     consumer.ensure_group()
     with Client(settings=settings) as client:
@@ -109,7 +107,7 @@ def test_submit_while_redis_is_down_writes_nothing(flaky: RedisServer, fstore: S
     """StoreUnavailable from submit means the request is not queued (nothing half-written)."""
     from hitl.errors import StoreUnavailable
 
-    settings = Settings(redis_url=flaky.url, secret=SECRET)
+    settings = Settings(redis_url=flaky.url, keyring=KEYRING)
     with Client(settings=settings) as client:
         flaky.kill()
         with pytest.raises(StoreUnavailable, match="could not queue the request"):
