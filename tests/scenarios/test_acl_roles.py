@@ -7,6 +7,7 @@ role does not need. After every working flow, ``ACL LOG`` is empty: nothing was 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +18,7 @@ from redis.exceptions import NoPermissionError, ResponseError
 from rq import SimpleWorker
 
 from hitl.acl import ROLES, acl_rules
-from hitl.client import Client
+from hitl.client import AsyncClient, Client
 from hitl.config import Settings
 from hitl.handlers import Decider, OpenAuthority
 from hitl.models import (
@@ -38,7 +39,7 @@ from hitl.queue.store import Store
 from tests.chains import CHAIN, T0
 from tests.conftest import SECRET
 from tests.redis_server import RedisServer
-from tests.scenarios.helpers import drain, run_in_thread, wait_until
+from tests.scenarios.helpers import consuming, drain, run_in_thread, wait_until
 
 PASSWORDS = {role: f"pw-{role}-not-for-production" for role in ROLES}
 SETTINGS = Settings(secret=SECRET)
@@ -122,6 +123,33 @@ def test_agent_submits_and_waits_while_the_service_decides(
     assert waiting.error is None
     assert Outcome.APPROVED == waiting.value.outcome
     assert chain_ok(service)
+    assert [] == denials(admin)
+    intake.close()
+    service.redis.close()
+
+
+async def test_async_agent_submits_waits_and_cancels(
+    acl_server: RedisServer, admin: redis.Redis
+) -> None:
+    """AsyncClient as hitl-agent: submit, wait for an approval, cancel another request."""
+    service = store_as(acl_server, "service")
+    decider = Decider(service, OpenAuthority())
+    intake = IntakeConsumer(
+        service,
+        OpenAuthority().evaluate,
+        block_ms=0,
+        on_cancel=lambda rid, actor, reason: decider.cancel(rid, actor, reason),
+    )
+    intake.ensure_group()
+    async with AsyncClient(url=url(acl_server, "agent"), verify=False) as agent:
+        rid = await agent.submit("refund", {"order": "A-3"}, requested_by="alice")
+        other = await agent.submit("refund", {"order": "A-4"}, requested_by="alice")
+        await asyncio.to_thread(drain, intake)
+        await asyncio.to_thread(decider.approve, rid, Reviewer(user_id="bob"))
+        approved = await agent.wait(rid, timeout=10)
+        with consuming(intake):
+            cancelled = await agent.cancel(other, "never mind")
+    assert (Outcome.APPROVED, Outcome.CANCELLED) == (approved.outcome, cancelled.outcome)
     assert [] == denials(admin)
     intake.close()
     service.redis.close()
