@@ -530,6 +530,24 @@ def cmd_server(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_acl(args: argparse.Namespace) -> int:
+    from hitl.acl import ROLES, acl_rules, password_env
+    from hitl.queue.keys import Keys
+    from hitl.queue.scheduler import SchedulerConfig
+
+    keys = Keys(args.prefix or os.environ.get("HITL_PREFIX", "hitl:"))
+    roles = args.role or list(ROLES)
+    passwords: dict[str, str] = {}
+    if args.password_from_env:
+        missing = [password_env(r) for r in roles if not os.environ.get(password_env(r))]
+        if missing:
+            raise InvalidRequest(f"--password-from-env: set {', '.join(missing)}")
+        passwords = {r: os.environ[password_env(r)] for r in roles}
+    queue = args.queue or SchedulerConfig.from_env().queue_name(keys)
+    print("\n".join(acl_rules(keys, queue, roles, passwords)))
+    return EXIT_OK
+
+
 # -- parser ------------------------------------------------------------------------------------
 
 
@@ -637,6 +655,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("server", parents=[common], help="the embedded Redis server")
     p.add_argument("action", choices=["start", "stop", "status"])
     p.set_defaults(func=cmd_server)
+
+    p = sub.add_parser("acl", help="print Redis ACL SETUSER rules, one user per process kind")
+    p.add_argument("--prefix", help="the key prefix (default $HITL_PREFIX, else hitl:)")
+    p.add_argument("--queue", help="the RQ queue (default $HITL_QUEUE, else from the prefix)")
+    p.add_argument("--role", action="append", choices=["service", "worker", "agent", "auditor"])
+    p.add_argument(
+        "--password-from-env",
+        action="store_true",
+        help="hash passwords from $HITL_ACL_<ROLE>_PASSWORD instead of CHANGE_ME placeholders",
+    )
+    p.set_defaults(func=cmd_acl)
 
     try:
         from hitl.cli_policy import add_subparser

@@ -3,6 +3,7 @@
 :class:`hitl.policies.Policy` satisfies :class:`Authority`. :class:`OpenAuthority` is the
 fallback when no reviewer directory is configured: anyone but the requester may vote, quorum is
 ``verdict.approvals`` distinct people, and a modification keeps the verdict it was created with.
+People are compared by :func:`hitl.identity.canonical_id` spelling (``" BOB\u200b"`` is ``bob``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from hitl.identity import canonical_id
 from hitl.models import ApprovalRequest, Verdict, Vote
 
 __all__ = ["Authority", "OpenAuthority", "VoteCheckResult", "review_everything"]
@@ -75,18 +77,19 @@ class OpenAuthority:
     def check_vote(
         self, verdict: Verdict, votes: list[Vote], reviewer_id: str, requested_by: str | None
     ) -> _Check:
-        if requested_by is not None and reviewer_id.casefold() == requested_by.casefold():
+        me = canonical_id(reviewer_id)
+        if requested_by is not None and me == canonical_id(requested_by):
             return _Check(False, f"{reviewer_id} made this request and cannot approve it")
-        if any(v.reviewer.user_id.casefold() == reviewer_id.casefold() for v in votes):
+        if any(canonical_id(v.reviewer.user_id) == me for v in votes):
             return _Check(False, f"{reviewer_id} has already approved; another person must")
         return _Check(True)
 
     def quorum_met(self, verdict: Verdict, votes: list[Vote]) -> bool:
-        people = {v.reviewer.user_id.casefold() for v in votes if v.approve}
+        people = {canonical_id(v.reviewer.user_id) for v in votes if v.approve}
         return len(people) >= verdict.approvals
 
     def can_decide(self, verdict: Verdict, reviewer_id: str, requested_by: str | None) -> bool:
-        return requested_by is None or reviewer_id.casefold() != requested_by.casefold()
+        return requested_by is None or canonical_id(reviewer_id) != canonical_id(requested_by)
 
     def evaluate(
         self, request: ApprovalRequest, *, now: datetime.datetime | None = None

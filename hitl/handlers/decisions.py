@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 
 from hitl.errors import AlreadyDecided, InvalidRequest, NotAuthorized, NotFound
+from hitl.identity import canonical_id
 from hitl.models import (
     MAX_PARAMS_BYTES,
     Decision,
@@ -515,4 +516,4 @@ def _bounded_reason(reason: str) -> str:
 
 
 def _same(a: str, b: str) -> bool:
-    return a.casefold() == b.casefold()
+    return canonical_id(a) == canonical_id(b)

@@ -25,6 +25,7 @@ import pydantic
 from pydantic import BaseModel
 
 from hitl.errors import ConfigError
+from hitl.identity import canonical_id
 from hitl.models import Risk
 from hitl.policies._config import (
     WEEKDAYS,
@@ -324,14 +325,16 @@ def compile_config(config: PolicyConfig, doc: SourceDoc) -> Compiled:
             alias = getattr(rev, key)
             if not alias:
                 continue
-            owner = owners.setdefault(alias.casefold(), rev.id)
+            owner = owners.setdefault(canonical_id(alias), rev.id)
             if owner != rev.id:
+                key_text = canonical_id(alias)
+                same = "" if key_text == alias else f" (compared as {key_text!r})"
                 errors.add(
                     ("reviewers", i, key),
-                    f"{alias!r} already identifies reviewer {owner!r}; each id, "
+                    f"{alias!r} already identifies reviewer {owner!r}{same}; each id, "
                     "Slack id, Teams id and email must belong to one person",
                 )
-        if any(e.id == rev.id for e in entries):
+        if any(canonical_id(e.id) == canonical_id(rev.id) for e in entries):
             errors.add(("reviewers", i, "id"), f"reviewer id {rev.id!r} is listed twice")
         entries.append(entry)
     directory = Directory(entries)

@@ -196,7 +196,7 @@ class Policy:
     # --- the directory ----------------------------------------------------------------------
 
     def reviewer(self, user_id: str) -> DirectoryEntry | None:
-        """The reviewer known by ``user_id``: directory id, Slack id, Teams id or email."""
+        """The one reviewer ``user_id`` names: any id, the email or an unshared display name."""
         return self._c.directory.get(user_id)
 
     def roles_of(self, user_id: str) -> frozenset[str]:
@@ -204,7 +204,7 @@ class Policy:
         return self._c.directory.roles_of(user_id)
 
     def same_person(self, a: str, b: str) -> bool:
-        """Whether two ids (any alias, any case) name the same person."""
+        """Whether two ids (any alias, compared by :func:`~hitl.identity.canonical_id`) are one."""
         return self._c.directory.identity(a) == self._c.directory.identity(b)
 
     def oncall(self, schedule: str, at: datetime.datetime) -> str | None:
@@ -282,7 +282,7 @@ class Policy:
         entry = directory.get(reviewer_id)
         if entry is None:
             return VoteCheck(False, f"{reviewer_id} is not in the reviewer directory")
-        if directory.identity(breaker_id) == entry.id:
+        if directory.may_be_same(breaker_id, reviewer_id):
             return VoteCheck(
                 False,
                 f"{entry.name} broke the glass and cannot acknowledge it; a second person must",

@@ -3,9 +3,11 @@
 The rules, in the order they are checked (the first that fails refuses the vote):
 
 1. only a request under review takes votes;
-2. the requester never approves their own request;
+2. the requester never approves their own request: nobody whose id, email or display name the
+   ``requested_by`` spelling canonicalizes to (:func:`hitl.identity.canonical_id`), so an
+   ambiguous display name excludes everyone who has it;
 3. one vote per person (people are compared through the directory, so a Slack id and an email
-   of the same person are one person);
+   of the same person are one person, and strangers are compared by canonical spelling);
 4. when the verdict names ``roles``, the reviewer holds one of them;
 5. when the verdict names ``distinct_roles`` (one ``security`` AND one ``lead_engineer``), the
    vote must leave the quorum reachable: each of those roles covered by a different approver.
@@ -77,6 +79,11 @@ def _approvers(directory: Directory, verdict: Verdict, votes: Sequence[Vote]) ->
     return seen
 
 
+def _requesters(directory: Directory, requested_by: str | None) -> set[str]:
+    """The directory ids of everyone ``requested_by`` could name (none when it names nobody)."""
+    return {e.id for e in directory.candidates(requested_by)} if requested_by else set()
+
+
 def _or_list(items: Sequence[str]) -> str:
     quoted = [f"'{i}'" for i in items] or ["(none)"]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
@@ -106,9 +113,8 @@ def check_vote(
         )
     me = directory.identity(reviewer_id)
     name = directory.name(reviewer_id)
-    requester = directory.identity(requested_by) if requested_by else None
-    exclude = {me} | ({requester} if requester else set())
-    if requester is not None and requester == me:
+    exclude = {me} | _requesters(directory, requested_by)
+    if requested_by is not None and directory.may_be_same(requested_by, reviewer_id):
         return VoteCheck(
             False,
             f"{name} made this request and cannot approve it (no self-approval); "
@@ -207,10 +213,12 @@ def quorum_possible(directory: Directory, verdict: Verdict, requested_by: str | 
     """Whether the people in the directory, without the requester, could complete the quorum."""
     if not directory.entries or not (verdict.roles or verdict.distinct_roles):
         return True
-    excluded = directory.identity(requested_by) if requested_by else None
+    excluded = _requesters(directory, requested_by)
     required = set(verdict.roles)
     people = [
-        e for e in directory.entries if e.id != excluded and (not required or required & e.roles)
+        e
+        for e in directory.entries
+        if e.id not in excluded and (not required or required & e.roles)
     ]
     if required and len(people) < verdict.approvals:
         return False

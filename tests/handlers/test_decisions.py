@@ -141,6 +141,41 @@ def test_requester_cannot_approve_own_request(
     assert ["approve", "approve"] == [e["details"]["attempt"] for e in _refusals(r, rid)]
 
 
+# The agent writes requested_by; these spellings are all alice (the reproduced defect).
+ALICE_SPELLINGS = [" alice", "alice ", "alice\u200b", "ＡＬＩＣＥ", "\ufeffAl\u00adice", "ALICE"]
+
+
+@pytest.mark.parametrize("requested_by", ALICE_SPELLINGS)
+def test_requester_spelled_oddly_cannot_approve(
+    make_request: MakeRequest, decider: Decider, store: Store, requested_by: str
+) -> None:
+    """Spaces, zero-width characters or fullwidth letters in requested_by do not hide alice."""
+    rid = make_request(requested_by=requested_by)
+    with pytest.raises(NotAuthorized, match="made this request and cannot approve it"):
+        decider.approve(rid, ALICE)
+    assert (State.PENDING, []) == (store.get(rid).state, store.get(rid).votes)
+
+
+def test_two_person_rule_counts_spellings_of_one_person_once(
+    make_request: MakeRequest, decider: Decider, store: Store
+) -> None:
+    """alice, then " Alice\u200b", is one approver: refused the second time, quorum still open."""
+    rid = make_request(verdict=two_person())
+    decider.approve(rid, ALICE)
+    with pytest.raises(NotAuthorized, match="has already approved"):
+        decider.approve(rid, Reviewer(user_id=" Alice\u200b", channel="teams"))
+    assert (State.PENDING, 1) == (store.get(rid).state, len(store.get(rid).votes))
+
+
+def test_requester_spelled_oddly_may_still_withdraw(
+    make_request: MakeRequest, decider: Decider
+) -> None:
+    """The withdraw-by-rejecting right follows the canonical id too."""
+    rid = make_request(requested_by="ＡＬＩＣＥ\u200b")
+    result = decider.reject(rid, ALICE, "changed my mind")
+    assert result.decision is not None and Outcome.REJECTED == result.decision.outcome
+
+
 def test_requester_cannot_modify_own_request(make_request: MakeRequest, decider: Decider) -> None:
     """A modification is an approval too: the requester cannot make one."""
     rid = make_request(requested_by="alice")

@@ -14,7 +14,7 @@ from hitl.errors import AlreadyDecided, InvalidRequest, NotAuthorized
 from hitl.handlers import Decider
 from hitl.handlers.breakglass import acknowledge, break_glass, overdue
 from hitl.models import ApprovalRequest, Outcome, Reviewer, State, Verdict
-from hitl.policies import Policy, default_policy
+from hitl.policies import Policy, default_policy, parse_policy
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
@@ -135,6 +135,106 @@ def test_requester_cannot_approve_even_with_the_role(
         decider.approve(rid, person("bob", policy))
     assert "cannot approve" in str(err.value) or "self" in str(err.value)
     assert pstore.get(rid).state == State.PENDING
+
+
+# Every way the agent could write "bob" in requested_by (the reproduced defect), and every id
+# bob could click under: none of the pairs may approve.
+BOB_SPELLINGS = [" bob", "bob ", "bob\u200b", "ＢＯＢ", "Bob Brown", " bob  brown ", "U0BOB\u2060"]
+BOB_CLICKS_AS = ["bob", "U0BOB", "bob@example.com"]
+
+
+@pytest.mark.parametrize("clicks_as", BOB_CLICKS_AS)
+@pytest.mark.parametrize("requested_by", BOB_SPELLINGS)
+def test_requester_spelled_any_way_cannot_approve(
+    r: redis.Redis,
+    consumer: IntakeConsumer,
+    decider: Decider,
+    pstore: Store,
+    policy: Policy,
+    requested_by: str,
+    clicks_as: str,
+) -> None:
+    """bob is refused his own refund however the agent spelled him, from any of his ids."""
+    rid = submit(
+        r,
+        consumer,
+        "r-self",
+        "refund",
+        params={"order_id": "A", "amount": 500.0},
+        requested_by=requested_by,
+    )
+    with pytest.raises(NotAuthorized, match="no self-approval"):
+        decider.approve(rid, person(clicks_as, policy))
+    assert (State.PENDING, []) == (pstore.get(rid).state, pstore.get(rid).votes)
+    assert [clicks_as] == [e["actor"] for e in refusals(r)]
+    done = decider.approve(rid, person("frank", policy))  # compliance includes manager
+    assert done.decision is not None and Outcome.APPROVED == done.decision.outcome
+
+
+IDENTITY_POLICY = parse_policy(
+    """
+tools: {refund: high, wire: critical}
+risk_levels:
+  low: {policy: autonomous}
+  medium: {policy: mandatory}
+  high: {policy: mandatory, roles: [manager]}
+  critical: {policy: mandatory, approvals: 2}
+reviewers:
+  - {id: alice, display_name: Alice Adams, slack_id: U0ALICE, roles: [manager]}
+  - {id: sam1, display_name: Sam Lee, slack_id: U0SAM1, email: sam1@example.com, roles: [manager]}
+  - {id: sam2, display_name: " SAM  LEE", slack_id: U0SAM2, roles: [manager]}
+  - {id: pat, display_name: Pat Park, slack_id: U0PAT, roles: [manager]}
+""",
+    source="identity.yaml",
+)
+
+
+@pytest.mark.parametrize("policy", [IDENTITY_POLICY])
+def test_two_person_rule_counts_spellings_of_alice_once(
+    r: redis.Redis, consumer: IntakeConsumer, decider: Decider, pstore: Store, policy: Policy
+) -> None:
+    """alice, then " Alice\u200b", is one approver, not two; pat completes the quorum."""
+    rid = submit(r, consumer, "r-wire", "wire", requested_by="zed")
+    decider.approve(rid, Reviewer(user_id="alice"))
+    with pytest.raises(NotAuthorized, match="already voted"):
+        decider.approve(rid, Reviewer(user_id=" Alice\u200b"))
+    assert (State.PENDING, 1) == (pstore.get(rid).state, len(pstore.get(rid).votes))
+    done = decider.approve(rid, Reviewer(user_id="U0PAT"))
+    assert done.decision is not None
+    assert ["alice", "U0PAT"] == [rv.user_id for rv in done.decision.reviewers]
+
+
+@pytest.mark.parametrize("policy", [IDENTITY_POLICY])
+@pytest.mark.parametrize("clicks_as", ["sam1", "U0SAM1", "sam1@example.com", "sam2", "U0SAM2"])
+def test_a_shared_display_name_excludes_everyone_who_has_it(
+    r: redis.Redis,
+    consumer: IntakeConsumer,
+    decider: Decider,
+    pstore: Store,
+    policy: Policy,
+    clicks_as: str,
+) -> None:
+    """requested_by "sam lee" could be either Sam, so neither may approve; pat may."""
+    rid = submit(r, consumer, "r-sam", "refund", requested_by="sam lee")
+    with pytest.raises(NotAuthorized, match="no self-approval"):
+        decider.approve(rid, Reviewer(user_id=clicks_as))
+    assert State.PENDING == pstore.get(rid).state
+    done = decider.approve(rid, Reviewer(user_id="pat"))
+    assert done.decision is not None and Outcome.APPROVED == done.decision.outcome
+
+
+@pytest.mark.parametrize("policy", [IDENTITY_POLICY])
+def test_a_shared_display_name_authorizes_nobody(
+    r: redis.Redis, consumer: IntakeConsumer, decider: Decider, pstore: Store, policy: Policy
+) -> None:
+    """Acting as "Sam Lee" names no one person, so it is refused as a stranger; "Pat Park" works."""
+    rid = submit(r, consumer, "r-who", "refund", requested_by="zed")
+    with pytest.raises(NotAuthorized, match="not in the policy's reviewer directory"):
+        decider.approve(rid, Reviewer(user_id="Sam Lee"))
+    done = decider.approve(rid, Reviewer(user_id="pat park"))
+    assert done.decision is not None and ["pat park"] == [
+        rv.user_id for rv in done.decision.reviewers
+    ]
 
 
 def _set_requester(record: Any, who: str) -> Any:

@@ -395,3 +395,31 @@ def test_alias_clash_points_at_the_right_field() -> None:
     assert (
         "policy.yaml:3: reviewers[1].teams_id: 'A@X.IO' already identifies reviewer 'a'" in message
     )
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "shown"),
+    [
+        ("{id: b, email: 'A@x.io\u200b'}", "email", "'a@x.io'"),
+        ("{id: b, slack_id: Ｕ１}", "slack_id", "'u1'"),
+        ("{id: A, teams_id: t2}", "id", "'a'"),
+    ],
+)
+def test_ids_that_differ_only_in_spelling_clash(line: str, key: str, shown: str) -> None:
+    """Two people whose ids or emails canonicalize alike are refused, naming the spelling."""
+    message = refuse(
+        f"reviewers:\n  - {{id: a, slack_id: U1, email: a@x.io}}\n  - {line}\n",
+        with_directory=False,
+    )
+    assert f"policy.yaml:3: reviewers[1].{key}: " in message
+    assert f"already identifies reviewer 'a' (compared as {shown})" in message
+
+
+def test_a_shared_display_name_is_allowed() -> None:
+    """Two people may share a display name (it is ambiguous, not refused)."""
+    policy = parse_policy(
+        "reviewers:\n  - {id: a, display_name: Sam Lee}\n  - {id: b, display_name: sam lee}\n",
+        source="policy.yaml",
+    )
+    assert ["a", "b"] == [e.id for e in policy.directory.candidates("SAM LEE")]
+    assert policy.reviewer("Sam Lee") is None

@@ -50,6 +50,7 @@ from hitl.bot.slack.delivery import Caller, DeliveryError, DeliveryStats
 from hitl.bot.slack.settings import SlackSettings
 from hitl.errors import HitlError
 from hitl.handlers import Authority
+from hitl.identity import canonical_id
 from hitl.models import CardRef, Destination, RequestRecord, State, VerdictKind
 from hitl.queue.digest import Digest, Digests
 from hitl.queue.scheduler import dest_key
@@ -411,7 +412,9 @@ class SlackChannel:
             ids = [
                 i
                 for i in ids
-                if not (same(i, exclude) if callable(same) else i.casefold() == exclude.casefold())
+                if not (
+                    same(i, exclude) if callable(same) else canonical_id(i) == canonical_id(exclude)
+                )
             ]
         found = [slack_user_id(self.authority, i) for i in ids]
         return list(dict.fromkeys(f for f in found if f))
