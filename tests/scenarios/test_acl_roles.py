@@ -37,12 +37,13 @@ from hitl.queue.keys import Keys
 from hitl.queue.scheduler import ManualClock, SchedulerConfig
 from hitl.queue.store import Store
 from tests.chains import CHAIN, T0
-from tests.conftest import SECRET
+from tests.conftest import KEYRING
 from tests.redis_server import RedisServer
 from tests.scenarios.helpers import consuming, drain, run_in_thread, wait_until
 
 PASSWORDS = {role: f"pw-{role}-not-for-production" for role in ROLES}
-SETTINGS = Settings(secret=SECRET)
+AGENT = Settings(public_keys=KEYRING.public())
+"""An agent's settings: the public key only (it verifies decisions, it cannot sign one)."""
 
 
 def apply_rules(admin: redis.Redis, lines: list[str]) -> None:
@@ -89,8 +90,7 @@ def store_as(server: RedisServer, role: str, clock: ManualClock | None = None) -
     kw: dict[str, Any] = {"clock": clock} if clock is not None else {}
     return Store(
         connect(server, role),
-        decision_key=SETTINGS.decision_key,
-        audit_key=SETTINGS.audit_key,
+        signer=KEYRING,
         **kw,
     )
 
@@ -102,7 +102,7 @@ def denials(admin: redis.Redis) -> list[str]:
 
 def chain_ok(store: Store) -> bool:
     entries = [json.loads(f["e"]) for _, f in store.redis.xrange(store.keys.audit)]
-    return verify_entries(entries, store.audit_key, store.head()).ok
+    return verify_entries(entries, store.head()).ok
 
 
 def test_agent_submits_and_waits_while_the_service_decides(
@@ -113,7 +113,7 @@ def test_agent_submits_and_waits_while_the_service_decides(
     decider = Decider(service, OpenAuthority())
     intake = IntakeConsumer(service, OpenAuthority().evaluate, block_ms=0)
     intake.ensure_group()
-    with Client(url=url(acl_server, "agent"), verify=False) as agent:
+    with Client(url=url(acl_server, "agent"), settings=AGENT) as agent:
         rid = agent.submit("refund", {"order": "A-1", "amount": 5}, requested_by="alice")
         drain(intake)
         assert State.PENDING == agent.status(rid).state  # type: ignore[union-attr]
@@ -141,7 +141,7 @@ async def test_async_agent_submits_waits_and_cancels(
         on_cancel=lambda rid, actor, reason: decider.cancel(rid, actor, reason),
     )
     intake.ensure_group()
-    async with AsyncClient(url=url(acl_server, "agent"), verify=False) as agent:
+    async with AsyncClient(url=url(acl_server, "agent"), settings=AGENT) as agent:
         rid = await agent.submit("refund", {"order": "A-3"}, requested_by="alice")
         other = await agent.submit("refund", {"order": "A-4"}, requested_by="alice")
         await asyncio.to_thread(drain, intake)
@@ -217,7 +217,7 @@ def test_worker_runs_the_escalation_the_service_scheduled(
         service, classify, block_ms=0, on_stored=service_ctx.scheduler.on_stored
     )
     intake.ensure_group()
-    with Client(url=url(acl_server, "agent"), verify=False) as agent:
+    with Client(url=url(acl_server, "agent"), settings=AGENT) as agent:
         rid = agent.submit("restart", {"service": "api"}, requested_by="alice")
     drain(intake)
     assert admin.zcard("rq:scheduled:hitl") >= 1
@@ -245,7 +245,7 @@ def test_auditor_reads_records_and_the_chain_but_writes_nothing(
     service = store_as(acl_server, "service")
     intake = IntakeConsumer(service, OpenAuthority().evaluate, block_ms=0)
     intake.ensure_group()
-    with Client(url=url(acl_server, "agent"), verify=False) as agent:
+    with Client(url=url(acl_server, "agent"), settings=AGENT) as agent:
         rid = agent.submit("refund", {"order": "A-2"}, requested_by="alice")
     drain(intake)
     auditor = store_as(acl_server, "auditor")
