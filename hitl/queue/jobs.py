@@ -43,6 +43,7 @@ from hitl.queue.keys import Keys
 from hitl.queue.scheduler import (
     HitlWorker,
     ManualClock,
+    Notification,
     NotificationSink,
     Scheduler,
     SchedulerConfig,
@@ -197,7 +198,8 @@ def digest_job(dest: str | None = None) -> list[str]:
 
 
 def tick_job() -> dict[str, Any]:
-    """The periodic job: re-arm itself, sweep overdue requests, post due digests.
+    """The periodic job: re-arm itself, sweep overdue requests, post due digests, and raise the
+    alert for break-glass approvals nobody acknowledged in time.
 
     The sweep is the safety net under the per-level jobs: any pending request whose deadline
     has passed (a job lost with a flushed queue, a chain changed by a modification) is escalated
@@ -217,7 +219,31 @@ def tick_job() -> dict[str, Any]:
         if level > record.escalation_level:
             swept += _escalate(ctx, record.id, level, now).changed
     digests = ctx.digests.post_due(now)
-    return {"swept": swept, "digests": len(digests)}
+    unacknowledged = _break_glass_overdue(ctx)
+    return {"swept": swept, "digests": len(digests), "break_glass_overdue": len(unacknowledged)}
+
+
+def _break_glass_overdue(ctx: JobContext) -> list[str]:
+    """Audit (``break_glass_unacknowledged``, ``alert: true``) and announce, once each, the
+    break-glass approvals whose acknowledgement window passed without a second person."""
+    from hitl.handlers import Decider
+    from hitl.handlers.breakglass import overdue
+
+    reported = overdue(Decider(ctx.store))
+    for request_id in reported:
+        ctx.sink.send(
+            Notification(
+                kind="alert",
+                key=f"break-glass-overdue:{request_id}",
+                request_id=request_id,
+                text=(
+                    f":rotating_light: break-glass approval of {request_id} was not acknowledged "
+                    "in time: a second person must review it now (`hitl ack` / the card)"
+                ),
+                at=ctx.store.clock(),
+            )
+        )
+    return reported
 
 
 # -- the worker --------------------------------------------------------------------------------

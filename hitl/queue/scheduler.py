@@ -144,7 +144,7 @@ def dest_key(destination: Destination | None) -> str:
 # -- notifications -----------------------------------------------------------------------------
 
 
-NotificationKind = Literal["escalated", "reminder", "expired", "digest"]
+NotificationKind = Literal["escalated", "reminder", "expired", "digest", "alert"]
 
 
 class Notification(BaseModel):

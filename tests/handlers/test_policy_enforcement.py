@@ -15,8 +15,11 @@ from hitl.handlers import Decider
 from hitl.handlers.breakglass import acknowledge, break_glass, overdue
 from hitl.models import ApprovalRequest, Outcome, Reviewer, State, Verdict
 from hitl.policies import Policy, default_policy, parse_policy
+from hitl.queue import jobs
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
+from hitl.queue.jobs import JobContext, use_context
+from hitl.queue.scheduler import StreamSink
 from hitl.queue.store import Store
 
 # A Wednesday at 11:00 in the policy's time zone: business hours.
@@ -360,6 +363,28 @@ def test_break_glass_unacknowledged_is_reported_once(
     assert overdue(decider) == []
     kinds = [json.loads(f["e"])["kind"] for _, f in r.xrange("hitl:audit")]
     assert kinds.count("break_glass_unacknowledged") == 1
+
+
+def test_the_worker_tick_raises_the_break_glass_alert(
+    r: redis.Redis,
+    consumer: IntakeConsumer,
+    decider: Decider,
+    pstore: Store,
+    policy: Policy,
+    clock: Clock,
+) -> None:
+    """The worker's periodic tick audits and announces a missed acknowledgement, exactly once."""
+    rid = submit(r, consumer, "r-bg3", "delete_volume", params={"volume_id": "vol-7"})
+    break_glass(decider, rid, person("bob", policy), "disk full")
+    with use_context(JobContext.build(pstore)):
+        assert 0 == jobs.tick_job()["break_glass_overdue"]
+        clock.now += (policy.ack_window_s or 0) + 1
+        assert 1 == jobs.tick_job()["break_glass_overdue"]
+        assert 0 == jobs.tick_job()["break_glass_overdue"]
+    alerts = [n for _, n in StreamSink(pstore).read() if n.kind == "alert"]
+    assert [rid] == [n.request_id for n in alerts]
+    kinds = [json.loads(f["e"])["kind"] for _, f in r.xrange("hitl:audit")]
+    assert 1 == kinds.count("break_glass_unacknowledged")
 
 
 def test_a_late_answer_expires_the_request_even_without_a_worker(
