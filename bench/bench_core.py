@@ -10,14 +10,16 @@ import argparse
 import json
 import multiprocessing as mp
 import statistics
+import tempfile
 import time
 import uuid
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from hitl.client import Client
 from hitl.config import Settings
 from hitl.handlers import Decider, OpenAuthority
-from hitl.keys import KeyRing
+from hitl.keys import KeyRing, PublicKeys
 from hitl.models import Reviewer
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
@@ -107,9 +109,10 @@ def bench_raw(server: RedisServer, n: int, batch: int) -> float:
     return done / (time.perf_counter() - t0)
 
 
-def _agent(url: str, ids: Connection, times: Connection) -> None:
-    """The agent in its own process (as in production): wait for each id, report when it returns."""
-    client = Client(settings=Settings(redis_url=url, keyring=KEYRING))
+def _agent(url: str, public: str, ids: Connection, times: Connection) -> None:
+    """The agent in its own process (as in production, holding only the public key): wait for
+    each id (verifying its signature), report when it returns."""
+    client = Client(settings=Settings(redis_url=url, public_keys=PublicKeys.parse(public)))
     while True:
         rid = ids.recv()
         if rid is None:
@@ -139,7 +142,9 @@ def bench_roundtrips(server: RedisServer, n: int) -> tuple[list[float], list[flo
     ctx = mp.get_context("spawn")
     ids_send, ids_recv = ctx.Pipe()
     times_recv, times_send = ctx.Pipe(duplex=False)
-    agent = ctx.Process(target=_agent, args=(server.url, ids_recv, times_send))
+    agent = ctx.Process(
+        target=_agent, args=(server.url, KEYRING.public().to_env(), ids_recv, times_send)
+    )
     agent.start()
     ours: list[float] = []
     raw: list[float] = []
@@ -175,7 +180,9 @@ def bench_service_intake(server: RedisServer, n: int) -> tuple[float, float]:
     for i in range(n):
         pipe.xadd("hitl:requests", {"request": _request(i)})
     pipe.execute()
-    settings = Settings(redis_url=server.url, keyring=KEYRING)
+    settings = Settings(
+        redis_url=server.url, keyring=KEYRING, data_dir=Path(tempfile.mkdtemp(prefix="hitl-bench-"))
+    )
     service = Service(settings)
     stored_keys = "hitl:pending"
     t0 = time.perf_counter()
