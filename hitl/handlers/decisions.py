@@ -20,6 +20,7 @@ import jsonschema
 
 from hitl.errors import AlreadyDecided, InvalidRequest, NotAuthorized, NotFound
 from hitl.models import (
+    MAX_DEPTH,
     MAX_PARAMS_BYTES,
     Decision,
     Outcome,
@@ -28,6 +29,7 @@ from hitl.models import (
     State,
     VerdictKind,
     Vote,
+    check_json_value,
 )
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import Change, Store
@@ -452,6 +454,10 @@ def validate_params(record: RequestRecord, params: dict[str, Any]) -> dict[str, 
         text = "; ".join(f"{k}: {m}" for k, m in problems)
         raise InvalidRequest(f"cannot modify: {text}", problems)
     merged = {**record.params, **params}
+    try:  # the same JSON limits as a submitted request (depth, finite numbers, 2**53)
+        check_json_value(merged, "params", MAX_DEPTH - 1)
+    except ValueError as exc:
+        raise InvalidRequest(f"cannot modify: {exc}", [("params", str(exc))]) from None
     size = len(canonical_json(merged).encode())
     if size > MAX_PARAMS_BYTES:
         raise InvalidRequest(

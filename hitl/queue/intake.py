@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -33,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hitl.errors import HitlError, StoreUnavailable
 from hitl.models import (
+    MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
     ApprovalRequest,
     Decision,
@@ -41,6 +43,7 @@ from hitl.models import (
     State,
     Verdict,
     VerdictKind,
+    json_depth,
 )
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import IntakeItem, Store
@@ -215,6 +218,8 @@ class IntakeConsumer:
     def _cancel(self, stream_id: str, raw_fields: dict[Any, Any]) -> None:
         fields = {_s(k): _s(v) for k, v in raw_fields.items()}
         try:
+            if _too_deep(fields["cancel"]):
+                raise ValueError("too deep")
             data = json.loads(fields["cancel"])
             request_id = str(data["id"])
             reason = str(data.get("reason") or "")[:3000]
@@ -258,11 +263,19 @@ class IntakeConsumer:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
         except UnicodeDecodeError:
             return self._dead(stream_id, fields, "request is not UTF-8 text")
+        # Before json.loads, which recurses: ~1 KB of brackets would otherwise kill the thread.
+        if _too_deep(text):
+            return self._dead(
+                stream_id,
+                fields,
+                f"request nests deeper than {MAX_DEPTH} levels (MAX_DEPTH; params, context "
+                f"and param_schema may nest {MAX_DEPTH - 1}): flatten it or send a reference",
+            )
         try:
-            data = json.loads(text, parse_constant=_no_constants)
-        except json.JSONDecodeError as exc:
-            return self._dead(stream_id, fields, f"request is not valid JSON: {exc}")
-        except ValueError as exc:
+            data = json.loads(
+                text, parse_constant=_no_constants, parse_float=_finite, parse_int=_safe_int
+            )
+        except ValueError as exc:  # JSONDecodeError is a ValueError
             return self._dead(stream_id, fields, f"request is not valid JSON: {exc}")
         if not isinstance(data, dict):
             kind = type(data).__name__
@@ -379,8 +392,29 @@ class IntakeConsumer:
         )
 
 
+def _too_deep(text: str) -> bool:
+    """Whether ``text`` nests deeper than MAX_DEPTH (counting brackets first: a cheap skip)."""
+    return text.count("[") + text.count("{") > MAX_DEPTH and json_depth(text) > MAX_DEPTH
+
+
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number (send a string or null instead)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: json.loads would make it inf, stored as null
+        raise ValueError(f"{text[:40]} is not a finite number (send a string or null instead)")
+    return value
+
+
+def _safe_int(text: str) -> int:
+    if len(text.lstrip("-")) > 16:  # beyond 2**53 anyway; and int() of 5000 digits is refused
+        raise ValueError(
+            f"{text[:20]}...: integer outside ±(2**53-1) cannot be signed exactly (I-JSON, RFC "
+            "7493): send large integers as strings"
+        )
+    return int(text)  # in range or not, the model names where it is
 
 
 def _payload(raw_fields: dict[Any, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import redis
 
 from hitl.handlers import Decider, review_everything
 from hitl.models import (
+    MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
     ApprovalRequest,
     Decision,
@@ -270,6 +271,12 @@ def test_trimmed_pending_entries_are_acknowledged(store: Store, r: redis.Redis) 
 
 # -- dead letters ------------------------------------------------------------------------------
 
+
+def _deep_params(depth: int) -> str:
+    """A request whose params nest ``depth`` levels (the request itself adds one)."""
+    return '{"action": "x", "params": ' + '{"a": ' * (depth - 1) + "{}" + "}" * depth
+
+
 BIG = "x" * (1024 * 1024)
 BIG_REQUEST = json.dumps({"action": "x", "params": {"blob": BIG}})
 MEDIUM = "x" * (100 * 1024)
@@ -326,6 +333,49 @@ MALFORMED: list[tuple[str, dict[str, Any], str, str | None]] = [
     ),
     ("json string", {"request": '"approve me"'}, "request must be a JSON object, got str", None),
     ("no request field", {"req": '{"action": "x"}'}, "entry has no 'request' field", None),
+    ("700 brackets", {"request": "[" * 700}, f"nests deeper than {MAX_DEPTH} levels", None),
+    (
+        "params 256 deep",
+        {"request": _deep_params(256)},
+        f"nests deeper than {MAX_DEPTH} levels",
+        None,
+    ),
+    (
+        "params 210 deep",
+        {"request": _deep_params(210)},
+        f"nests deeper than {MAX_DEPTH} levels",
+        None,
+    ),
+    (
+        "params 33 deep",
+        {"request": _deep_params(MAX_DEPTH + 1)},
+        f"nests deeper than {MAX_DEPTH} levels",
+        None,
+    ),
+    (
+        "1e999",
+        {"request": '{"action": "x", "params": {"amount": 1e999}}'},
+        "request is not valid JSON: 1e999 is not a finite number",
+        None,
+    ),
+    (
+        "-1e999",
+        {"request": '{"action": "x", "params": {"amount": -1e999}}'},
+        "request is not valid JSON: -1e999 is not a finite number",
+        None,
+    ),
+    (
+        "2**53",
+        {"request": '{"action": "x", "params": {"n": 9007199254740992}}'},
+        "params.n: integer outside ±(2**53-1)",
+        "params",
+    ),
+    (
+        "5000-digit integer",
+        {"request": '{"action": "x", "context": {"n": -' + "9" * 5000 + "}}"},
+        "integer outside ±(2**53-1) cannot be signed exactly (I-JSON, RFC 7493): send large",
+        None,
+    ),
 ]
 
 
@@ -453,7 +503,7 @@ def test_cancel_of_a_decided_request_is_refused_and_acknowledged(
     assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
 
 
-@pytest.mark.parametrize("payload", ["not json", '{"reason": "no id"}', "[1]"])
+@pytest.mark.parametrize("payload", ["not json", '{"reason": "no id"}', "[1]", "[" * 700])
 def test_malformed_cancel_is_dead_lettered(
     intake: IntakeConsumer, r: redis.Redis, payload: str
 ) -> None:
