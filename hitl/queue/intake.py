@@ -21,6 +21,7 @@ import math
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -121,6 +122,11 @@ class IntakeConsumer:
             )
         )
         self._claim_cursor = "0-0"
+        self.alive = False
+        self.failures = 0
+        """Consecutive failed rounds of :meth:`run` (0 once a round succeeds)."""
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
 
     def close(self) -> None:
         self._raw.close()
@@ -136,18 +142,43 @@ class IntakeConsumer:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set; survives Redis outages (retries with backoff)."""
+        """Consume until ``stop`` is set. Survives Redis outages and unexpected errors alike: it
+        logs them, records them (see :meth:`health`), backs off and carries on."""
         backoff = 0.1
-        while not stop.is_set():
-            try:
-                self.ensure_group()
-                while not stop.is_set():
-                    self.run_once()
-                    backoff = 0.1
-            except (StoreUnavailable, RedisConnectionError, RedisTimeoutError) as exc:
-                log.warning("intake: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+        self.alive = True
+        try:
+            while not stop.is_set():
+                try:
+                    self.ensure_group()
+                    while not stop.is_set():
+                        self.run_once()
+                        backoff, self.failures = 0.1, 0
+                except (StoreUnavailable, RedisConnectionError, RedisTimeoutError) as exc:
+                    self._failed(exc)
+                    log.warning("intake: Redis unavailable (%s); retrying in %.1fs", exc, backoff)
+                except Exception as exc:  # a bug must not end the thread: log, back off, go on
+                    self._failed(exc)
+                    log.exception(
+                        "intake %s: unexpected error; retrying in %.1fs", self.name, backoff
+                    )
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+        finally:
+            self.alive = False
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        self.last_error_at = time.time()
+
+    def health(self) -> dict[str, Any]:
+        """``alive`` (run() is looping), ``failures`` in a row, and the ``last_error`` seen."""
+        return {
+            "alive": self.alive,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+        }
 
     def run_once(self, block_ms: int | None = None) -> int:
         """Reclaim stale entries, then read and process one batch. Returns entries handled."""
@@ -197,9 +228,9 @@ class IntakeConsumer:
                 cancels.append((sid, fields))
             else:
                 requests.append((sid, fields))
-        items = [self._item(_s(sid), fields) for sid, fields in requests]
+        items = [self._safe_item(_s(sid), fields) for sid, fields in requests]
         # Requests first: a cancel read in the same batch as its request must find it stored.
-        outcomes = self.store.commit_intake(self.group, items) if items else []
+        outcomes = self._commit(items) if items else []
         for sid, fields in cancels:
             self._cancel(_s(sid), fields)
         if not items:
@@ -214,6 +245,30 @@ class IntakeConsumer:
             if stored:
                 self.on_stored(stored)
         return len(items) + len(entries) - len(requests)
+
+    def _commit(self, items: list[IntakeItem]) -> list[str]:
+        """Commit the batch; if that fails for any reason but Redis being down, commit it one
+        entry at a time and dead-letter the entry that fails, so its neighbours are stored."""
+        try:
+            return self.store.commit_intake(self.group, items)
+        except (StoreUnavailable, RedisConnectionError, RedisTimeoutError):
+            raise
+        except Exception:
+            log.exception("intake: committing a batch of %d failed; one at a time", len(items))
+        outcomes: list[str] = []
+        for item in items:
+            try:
+                outcomes += self.store.commit_intake(self.group, [item])
+            except (StoreUnavailable, RedisConnectionError, RedisTimeoutError):
+                raise
+            except Exception as exc:
+                log.exception("intake: cannot store %s", item.stream_id)
+                rid = item.record.id if item.record is not None else None
+                dead = self._dead(
+                    item.stream_id, item.payload, _internal("storing", exc), request_id=rid
+                )
+                outcomes += self.store.commit_intake(self.group, [dead])
+        return outcomes
 
     def _cancel(self, stream_id: str, raw_fields: dict[Any, Any]) -> None:
         fields = {_s(k): _s(v) for k, v in raw_fields.items()}
@@ -237,10 +292,30 @@ class IntakeConsumer:
         try:
             self.on_cancel(request_id, actor, reason)
         except HitlError as exc:  # already decided / unknown id: refused and audited by handler
+            if isinstance(exc, StoreUnavailable):
+                raise
             log.info("intake: cancel of %s refused: %s", request_id, exc)
+        except Exception as exc:  # a handler bug: keep the cancel in hitl:dead, go on
+            log.exception("intake: cancel of %s failed", request_id)
+            item = self._dead(stream_id, fields, _internal("cancelling", exc))
+            self.store.commit_intake(self.group, [item])
+            self.stats.dead += 1
+            return
         self._raw.xack(self.keys.requests, self.group, stream_id)
 
     # -- one entry -----------------------------------------------------------------------------
+
+    def _safe_item(self, stream_id: str, raw_fields: dict[Any, Any]) -> IntakeItem:
+        """:meth:`_item`, with any exception turned into that entry's dead letter."""
+        try:
+            return self._item(stream_id, raw_fields)
+        except Exception as exc:
+            log.exception("intake: internal error on %s", stream_id)
+            try:
+                fields = _payload(raw_fields)
+            except Exception:  # pragma: no cover - the payload is bytes and str only
+                fields = {}
+            return self._dead(stream_id, fields, _internal("validating", exc))
 
     def _item(self, stream_id: str, raw_fields: dict[Any, Any]) -> IntakeItem:
         fields = _payload(raw_fields)
@@ -390,6 +465,10 @@ class IntakeConsumer:
             payload=fields if keep_payload else {},
             events=[event],
         )
+
+
+def _internal(doing: str, exc: BaseException) -> str:
+    return f"internal error while {doing}: {type(exc).__name__}: {exc}"[:2000]
 
 
 def _too_deep(text: str) -> bool:

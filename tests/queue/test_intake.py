@@ -28,7 +28,14 @@ from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
 from hitl.signing import verify_decision
 from tests.redis_server import RedisServer
-from tests.scenarios.helpers import audit_entries, audit_kinds, drain, xadd_raw
+from tests.scenarios.helpers import (
+    audit_entries,
+    audit_kinds,
+    consuming,
+    drain,
+    wait_until,
+    xadd_raw,
+)
 
 
 def _valid(rid: str, **fields: Any) -> str:
@@ -220,6 +227,107 @@ def test_policy_failure_dead_letters_that_request_only(store: Store, r: redis.Re
     [(_id, dead)] = r.xrange("hitl:dead")
     assert "policy evaluation failed: CEL blew up" == dead["reason"]
     assert ["invalid_request"] == audit_kinds(r, "boom")
+
+
+def test_any_error_building_one_entry_dead_letters_only_that_entry(
+    store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception while building one item is its dead letter; the batch goes on."""
+    consumer = _consumer(store)
+    accepted = consumer._accepted
+
+    def fragile(stream_id: str, request: ApprovalRequest, verdict: Verdict) -> Any:
+        if request.id == "boom":
+            raise KeyError("no such thing")
+        return accepted(stream_id, request, verdict)
+
+    monkeypatch.setattr(consumer, "_accepted", fragile)
+    xadd_raw(r, _valid("a"))
+    sid = xadd_raw(r, _valid("boom"))
+    xadd_raw(r, _valid("b"))
+    assert 3 == drain(consumer)
+    consumer.close()
+    assert ["a", "b"] == sorted(store.pending_ids())
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert ("internal error while validating: KeyError: 'no such thing'", sid) == (
+        dead["reason"],
+        dead["stream_id"],
+    )
+    assert {"request": _valid("boom")} == json.loads(dead["payload"])
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_a_record_that_cannot_be_stored_does_not_sink_its_batch(
+    store: Store, r: redis.Redis
+) -> None:
+    """A batch whose commit fails (one unserializable record) is retried entry by entry: the
+    bad entry is dead-lettered with the error, its neighbours are stored."""
+
+    def classify(req: ApprovalRequest) -> Verdict:
+        if req.id == "bad":  # a policy bug: a verdict that cannot be written
+            return Verdict.model_construct(kind=VerdictKind.REVIEW, rule=object())
+        return review_everything(req)
+
+    consumer = _consumer(store, classify)
+    xadd_raw(r, _valid("a"))
+    sid = xadd_raw(r, _valid("bad"))
+    xadd_raw(r, _valid("b"))
+    assert 3 == drain(consumer)
+    consumer.close()
+    assert ["a", "b"] == sorted(store.pending_ids())
+    assert store.find("bad") is None
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert sid == dead["stream_id"]
+    assert dead["reason"].startswith("internal error while storing: "), dead["reason"]
+    assert (2, 1) == (consumer.stats.stored, consumer.stats.dead)
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+    assert verify_entries(audit_entries(r), store.audit_key, expect_head=store.head()).ok
+
+
+def test_unexpected_errors_in_the_loop_are_survived(
+    store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run() logs an unexpected exception, records it, backs off and carries on consuming."""
+    consumer = _consumer(store)
+    real = consumer.run_once
+    failures = iter([RuntimeError("first"), RuntimeError("second")])
+
+    def flaky(block_ms: int | None = None) -> int:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return real(block_ms)
+
+    monkeypatch.setattr(consumer, "run_once", flaky)
+    xadd_raw(r, _valid("r-1"))
+    with consuming(consumer) as thread:
+        wait_until(lambda: store.find("r-1"), what="r-1 stored after two failures")
+        assert thread.is_alive()
+        health = consumer.health()
+    consumer.close()
+    assert (True, "RuntimeError: second", 0) == (
+        health["alive"],
+        health["last_error"],
+        health["failures"],
+    )
+    assert not consumer.health()["alive"]
+
+
+def test_a_cancel_handler_bug_does_not_stop_intake(store: Store, r: redis.Redis) -> None:
+    """A cancel handler that raises something unexpected dead-letters that cancel only."""
+
+    def broken(rid: str, actor: str, reason: str) -> None:
+        raise ZeroDivisionError("oops")
+
+    consumer = _consumer(store, on_cancel=broken)
+    r.xadd("hitl:requests", {"cancel": json.dumps({"id": "r-1"})})
+    xadd_raw(r, _valid("r-2"))
+    assert 2 == drain(consumer)
+    consumer.close()
+    assert ["r-2"] == store.pending_ids()
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert "internal error while cancelling: ZeroDivisionError: oops" == dead["reason"]
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
 
 
 def test_two_consumers_share_the_work(store: Store, r: redis.Redis) -> None:
