@@ -44,4 +44,5 @@ def open_store(settings: Settings, *, url: str | None = None) -> Store:
         decision_key=settings.decision_key,
         audit_key=settings.audit_key,
         decision_ttl_s=settings.decision_ttl_s,
+        dead_maxlen=settings.dead_maxlen,
     )

@@ -15,6 +15,7 @@ payload, and the consumer carries on with the next entry::
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import math
@@ -49,7 +50,21 @@ from hitl.models import (
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import IntakeItem, Store
 
-__all__ = ["Classifier", "IntakeConsumer", "IntakeStats", "validation_errors"]
+__all__ = [
+    "DEAD_PAYLOAD_MAX",
+    "DEAD_PREFIX_BYTES",
+    "READ_BUDGET_BYTES",
+    "Classifier",
+    "IntakeConsumer",
+    "IntakeStats",
+    "validation_errors",
+]
+
+DEAD_PAYLOAD_MAX = 8 * 1024
+"""A dead letter keeps its entry whole up to this many bytes; beyond, a digest and a prefix."""
+DEAD_PREFIX_BYTES = 1024
+READ_BUDGET_BYTES = 16 * 1024 * 1024
+"""After a read larger than this, intake reads one entry at a time until entries are small."""
 
 _Reply = list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]]
 """What XREADGROUP returns; redis-py types it loosely."""
@@ -122,6 +137,8 @@ class IntakeConsumer:
             )
         )
         self._claim_cursor = "0-0"
+        self.read_count = batch
+        """Entries per read: ``batch``, or 1 for a while after a read over READ_BUDGET_BYTES."""
         self.alive = False
         self.failures = 0
         """Consecutive failed rounds of :meth:`run` (0 once a round succeeds)."""
@@ -185,11 +202,25 @@ class IntakeConsumer:
         handled = self.reclaim()
         block = self.block_ms if block_ms is None else block_ms
         reply = self._raw.xreadgroup(
-            self.group, self.name, {self.keys.requests: ">"}, count=self.batch, block=block or None
+            self.group,
+            self.name,
+            {self.keys.requests: ">"},
+            count=self.read_count,
+            block=block or None,
         )
         for _stream, entries in cast(_Reply, reply) or []:
+            self._pace(entries)
             handled += self.process(entries)
         return handled
+
+    def _pace(self, entries: Sequence[tuple[Any, dict[Any, Any]]]) -> None:
+        """Keep a read's memory bounded: after a read of more than READ_BUDGET_BYTES, read one
+        entry at a time until entries are small again (a batch of 10 MB entries is 1 GB)."""
+        size = sum(_size(v) for _sid, fields in entries for v in (fields or {}).values())
+        if size > READ_BUDGET_BYTES:
+            self.read_count = 1
+        elif self.read_count == 1 and size <= MAX_PAYLOAD_BYTES:
+            self.read_count = self.batch
 
     def reclaim(self) -> int:
         """Take over entries another consumer read but never acknowledged (it died)."""
@@ -200,7 +231,7 @@ class IntakeConsumer:
             self.name,
             min_idle_time=self.claim_idle_ms,
             start_id=self._claim_cursor,
-            count=self.batch,
+            count=self.read_count,
         )
         cursor, entries = reply[0], reply[1]
         deleted = reply[2] if len(reply) > 2 else []
@@ -209,6 +240,7 @@ class IntakeConsumer:
             self._raw.xack(self.keys.requests, self.group, *deleted)
         live = [(i, f) for i, f in entries if f is not None]
         if live:
+            self._pace(live)
             log.info("intake %s: reclaimed %d stale entries", self.name, len(live))
             self.stats.reclaimed += len(live)
             handled += self.process(live)
@@ -264,28 +296,31 @@ class IntakeConsumer:
             except Exception as exc:
                 log.exception("intake: cannot store %s", item.stream_id)
                 rid = item.record.id if item.record is not None else None
-                dead = self._dead(
-                    item.stream_id, item.payload, _internal("storing", exc), request_id=rid
-                )
+                entry = _Entry(item.payload, item.payload_digest, 0)
+                dead = self._dead(item.stream_id, entry, _internal("storing", exc), request_id=rid)
                 outcomes += self.store.commit_intake(self.group, [dead])
         return outcomes
 
     def _cancel(self, stream_id: str, raw_fields: dict[Any, Any]) -> None:
-        fields = {_s(k): _s(v) for k, v in raw_fields.items()}
+        entry = _entry(raw_fields)
+        raw = raw_fields.get(b"cancel", raw_fields.get("cancel"))
         try:
-            if _too_deep(fields["cancel"]):
+            if _size(raw) > DEAD_PAYLOAD_MAX:
+                raise ValueError("too large")
+            text = _s(raw)
+            if _too_deep(text):
                 raise ValueError("too deep")
-            data = json.loads(fields["cancel"])
+            data = json.loads(text)
             request_id = str(data["id"])
             reason = str(data.get("reason") or "")[:3000]
             actor = str(data.get("agent_id") or "agent")[:128]
         except (ValueError, KeyError, TypeError):
-            item = self._dead(stream_id, fields, 'cancel must be JSON {"id": ..., "reason": ...}')
+            item = self._dead(stream_id, entry, 'cancel must be JSON {"id": ..., "reason": ...}')
             self.store.commit_intake(self.group, [item])
             self.stats.dead += 1
             return
         if self.on_cancel is None:
-            item = self._dead(stream_id, fields, "this consumer has no cancel handler")
+            item = self._dead(stream_id, entry, "this consumer has no cancel handler")
             self.store.commit_intake(self.group, [item])
             self.stats.dead += 1
             return
@@ -297,11 +332,14 @@ class IntakeConsumer:
             log.info("intake: cancel of %s refused: %s", request_id, exc)
         except Exception as exc:  # a handler bug: keep the cancel in hitl:dead, go on
             log.exception("intake: cancel of %s failed", request_id)
-            item = self._dead(stream_id, fields, _internal("cancelling", exc))
+            item = self._dead(stream_id, entry, _internal("cancelling", exc))
             self.store.commit_intake(self.group, [item])
             self.stats.dead += 1
             return
-        self._raw.xack(self.keys.requests, self.group, stream_id)
+        with self._raw.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.requests, self.group, stream_id)
+            pipe.xdel(self.keys.requests, stream_id)
+            pipe.execute()
 
     # -- one entry -----------------------------------------------------------------------------
 
@@ -312,13 +350,13 @@ class IntakeConsumer:
         except Exception as exc:
             log.exception("intake: internal error on %s", stream_id)
             try:
-                fields = _payload(raw_fields)
+                entry = _entry(raw_fields)
             except Exception:  # pragma: no cover - the payload is bytes and str only
-                fields = {}
-            return self._dead(stream_id, fields, _internal("validating", exc))
+                entry = _Entry({}, {}, 0)
+            return self._dead(stream_id, entry, _internal("validating", exc))
 
     def _item(self, stream_id: str, raw_fields: dict[Any, Any]) -> IntakeItem:
-        fields = _payload(raw_fields)
+        fields = _entry(raw_fields)  # for the dead letter: never a copy of a huge value
         raw = raw_fields.get(b"request", raw_fields.get("request"))
         if raw is None:
             return self._dead(
@@ -326,13 +364,12 @@ class IntakeConsumer:
                 fields,
                 "entry has no 'request' field: send XADD hitl:requests * request '<JSON>'",
             )
-        size = len(raw) if isinstance(raw, bytes | str) else 0
+        size = _size(raw)
         if size > MAX_PAYLOAD_BYTES:
             return self._dead(
                 stream_id,
                 fields,
                 f"request is {size} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes",
-                keep_payload=True,
             )
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
@@ -372,7 +409,8 @@ class IntakeConsumer:
                 stream_id, fields, f"policy evaluation failed: {exc}", request_id=request.id
             )
         item = self._accepted(stream_id, request, verdict)
-        item.payload = fields  # kept only if the id turns out to name another request
+        # Kept only if the id turns out to name another request:
+        item.payload, item.payload_digest = fields.fields, fields.digest
         return item
 
     def _accepted(self, stream_id: str, request: ApprovalRequest, verdict: Verdict) -> IntakeItem:
@@ -440,31 +478,88 @@ class IntakeConsumer:
     def _dead(
         self,
         stream_id: str,
-        fields: dict[str, Any],
+        entry: _Entry,
         reason: str,
         *,
         errors: list[tuple[str, str]] | None = None,
         request_id: str | None = None,
-        keep_payload: bool = True,
     ) -> IntakeItem:
         log.warning("intake: dead-lettered %s: %s", stream_id, reason)
-        size = sum(
-            len(v.encode()) if isinstance(v, str) else len(base64.b64decode(v["base64"]))
-            for v in fields.values()
-        )
         event = AuditEvent(
             "invalid_request",
             request_id,
             "intake",
-            {"reason": reason, "stream_id": stream_id, "bytes": size},
+            {"reason": reason, "stream_id": stream_id, "bytes": entry.size},
         )
         return IntakeItem(
             stream_id=stream_id,
             dead_reason=reason,
             dead_errors=errors or [],
-            payload=fields if keep_payload else {},
+            payload=entry.fields,
+            payload_digest=entry.digest,
             events=[event],
         )
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A stream entry as its dead letter keeps it (see :func:`_entry`)."""
+
+    fields: dict[str, Any]
+    digest: dict[str, str]
+    size: int
+    """Bytes of all its values, as received."""
+
+
+def _entry(raw_fields: dict[Any, Any]) -> _Entry:
+    """The entry for a dead letter: its fields losslessly (text as is, other bytes as base64) up
+    to DEAD_PAYLOAD_MAX bytes in all. Beyond that its largest field is kept as a sha256, a size and
+    a DEAD_PREFIX_BYTES prefix (``payload_*``), and any other field over the prefix size as its
+    sha256 and size, so neither the dead letter nor intake's memory holds a copy of huge input."""
+    size = sum(_size(v) for v in raw_fields.values())
+    if size <= DEAD_PAYLOAD_MAX:
+        return _Entry(_payload(raw_fields), {}, size)
+    largest = max(raw_fields, key=lambda k: _size(raw_fields[k]))
+    fields: dict[str, Any] = {}
+    for key, value in raw_fields.items():
+        if key == largest:
+            continue
+        if _size(value) <= DEAD_PREFIX_BYTES:
+            fields.update(_payload({key: value}))
+        else:
+            data = _bytes(value)
+            fields[_s(key)] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    data = _bytes(raw_fields[largest])
+    digest = {
+        "payload_field": _s(largest),
+        "payload_sha256": hashlib.sha256(data).hexdigest(),
+        "payload_bytes": str(len(data)),
+        "payload_prefix": json.dumps(_prefix(data), ensure_ascii=False),
+    }
+    return _Entry(fields, digest, size)
+
+
+def _prefix(data: bytes) -> str | dict[str, str]:
+    """The first DEAD_PREFIX_BYTES as text (cut at a character boundary), else as base64."""
+    head = data[:DEAD_PREFIX_BYTES]
+    for cut in range(4):  # a UTF-8 character is at most 4 bytes: drop a partial last one
+        try:
+            return head[: len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return {"base64": base64.b64encode(head).decode("ascii")}
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, str):
+        return len(value.encode())
+    return 0 if value is None else len(str(value))
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _internal(doing: str, exc: BaseException) -> str:

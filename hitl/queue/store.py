@@ -69,6 +69,9 @@ class IntakeItem:
     dead_reason: str = ""
     dead_errors: list[tuple[str, str]] = field(default_factory=list)
     payload: dict[str, Any] = field(default_factory=dict)
+    payload_digest: dict[str, str] = field(default_factory=dict)
+    """For an entry over 8 KiB: ``payload_field``/``_sha256``/``_bytes``/``_prefix`` stand for its
+    largest field, which ``payload`` then leaves out."""
     events: list[AuditEvent] = field(default_factory=list)
     """Audited whatever happens (e.g. the reason an entry was dead-lettered)."""
     events_if_stored: list[AuditEvent] = field(default_factory=list)
@@ -98,6 +101,7 @@ class Store:
         decision_ttl_s: int = 7 * 24 * 3600,
         clock: Clock = time.time,
         max_retries: int = 2000,
+        dead_maxlen: int = 10_000,
     ) -> None:
         self.redis = client
         self.keys = keys or Keys()
@@ -106,6 +110,7 @@ class Store:
         self.decision_ttl_s = decision_ttl_s
         self.clock = clock
         self.max_retries = max_retries
+        self.dead_maxlen = dead_maxlen
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -247,7 +252,9 @@ class Store:
                 outcomes.append("stored")
             if head != start:
                 pipe.set(self.keys.audit_head, head.dumps())
-            pipe.xack(self.keys.requests, group, *[it.stream_id for it in items])
+            acked = [it.stream_id for it in items]
+            pipe.xack(self.keys.requests, group, *acked)
+            pipe.xdel(self.keys.requests, *acked)  # done with: the stream keeps only open work
             pipe.execute()
             return outcomes
 
@@ -262,9 +269,12 @@ class Store:
                 "reason": reason,
                 "errors": json.dumps(errors),
                 "payload": json.dumps(item.payload, ensure_ascii=False),
+                **item.payload_digest,
                 "stream_id": item.stream_id,
                 "at": f"{self.clock():.6f}",
             },
+            maxlen=self.dead_maxlen,
+            approximate=True,
         )
 
     # -- building blocks for handlers ----------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from hitl.models import (
     VerdictKind,
 )
 from hitl.queue.audit import verify_entries
-from hitl.queue.intake import IntakeConsumer
+from hitl.queue.intake import DEAD_PREFIX_BYTES, IntakeConsumer
 from hitl.queue.store import Store
 from hitl.signing import verify_decision
 from tests.redis_server import RedisServer
@@ -510,7 +511,10 @@ def test_malformed_input_is_dead_lettered(
     [(_id, dead)] = r.xrange("hitl:dead")
     assert reason in dead["reason"], dead["reason"]
     assert sid == dead["stream_id"]
-    assert fields == json.loads(dead["payload"])
+    if "payload_sha256" in dead:  # over 8 KiB: a digest and a prefix stand for the payload
+        assert hashlib.sha256(fields["request"].encode()).hexdigest() == dead["payload_sha256"]
+    else:
+        assert fields == json.loads(dead["payload"])
     if field is not None:
         assert field in [f for f, _m in json.loads(dead["errors"])]
     invalid = [e for e in audit_entries(r) if e["kind"] == "invalid_request"]
@@ -540,14 +544,95 @@ def test_invalid_utf8_is_dead_lettered_losslessly(
     assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
 
 
-def test_oversized_request_keeps_its_whole_payload(intake: IntakeConsumer, r: redis.Redis) -> None:
-    """A request over the size limit is dead-lettered complete (README: even over the limit)."""
+def test_oversized_dead_letter_keeps_a_digest_and_a_prefix(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """A dead letter over 8 KiB keeps the sha256, the size and the first 1 KiB, not the data;
+    its neighbours are stored."""
     text = json.dumps({"action": "x", "params": {"blob": BIG}})
-    xadd_raw(r, text)
+    xadd_raw(r, _valid("before"))
+    r.xadd("hitl:requests", {"request": text, "note": "small"})
+    xadd_raw(r, _valid("after"))
+    assert 3 == drain(intake)
+    assert ["after", "before"] == sorted(store.pending_ids())
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert (
+        "request",
+        hashlib.sha256(text.encode()).hexdigest(),
+        str(len(text)),
+        text[:DEAD_PREFIX_BYTES],
+        {"note": "small"},
+    ) == (
+        dead["payload_field"],
+        dead["payload_sha256"],
+        dead["payload_bytes"],
+        json.loads(dead["payload_prefix"]),
+        json.loads(dead["payload"]),
+    )
+    [invalid] = [e for e in audit_entries(r) if e["kind"] == "invalid_request"]
+    assert len(text) + len("small") == invalid["details"]["bytes"]
+
+
+def test_oversized_binary_dead_letter_prefix_is_base64(
+    intake: IntakeConsumer, r: redis.Redis, raw: redis.Redis
+) -> None:
+    """The kept prefix of bytes that are not UTF-8 is base64, so it stays lossless."""
+    blob = b"\xff" * (20 * 1024)
+    raw.xadd("hitl:requests", {b"request": blob})
     drain(intake)
     [(_id, dead)] = r.xrange("hitl:dead")
-    assert text == json.loads(dead["payload"])["request"]
-    assert len(text.encode()) == audit_entries(r)[0]["details"]["bytes"]
+    prefix = base64.b64decode(json.loads(dead["payload_prefix"])["base64"])
+    assert (blob[:DEAD_PREFIX_BYTES], hashlib.sha256(blob).hexdigest()) == (
+        prefix,
+        dead["payload_sha256"],
+    )
+
+
+def test_acknowledged_entries_leave_the_stream(
+    intake: IntakeConsumer, store: Store, decider: Decider, r: redis.Redis
+) -> None:
+    """Stored, dead-lettered and cancel entries are deleted with their XACK; an entry another
+    consumer holds unacknowledged stays."""
+    held = xadd_raw(r, _valid("held"))
+    r.xreadgroup("hitl-intake", "other", {"hitl:requests": ">"})
+    xadd_raw(r, _valid("r-1"))
+    xadd_raw(r, "not json")
+    r.xadd("hitl:requests", {"cancel": json.dumps({"id": "r-1"})})
+    assert 3 == drain(intake)
+    assert State.CANCELLED == store.get("r-1").state
+    assert [held] == [i for i, _f in r.xrange("hitl:requests")]
+    assert 1 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_dead_letters_are_capped(store: Store, r: redis.Redis) -> None:
+    """hitl:dead is trimmed (approximately) to the store's dead_maxlen."""
+    capped = Store(r, decision_key=store.decision_key, audit_key=store.audit_key, dead_maxlen=100)
+    consumer = _consumer(capped)
+    for _ in range(500):
+        xadd_raw(r, "not json")
+    xadd_raw(r, _valid("r-1"))
+    drain(consumer)
+    consumer.close()
+    assert 100 <= r.xlen("hitl:dead") < 300
+    assert ["r-1"] == store.pending_ids()
+
+
+def test_after_a_huge_read_the_consumer_reads_one_entry_at_a_time(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """Over ~16 MB in one read: the next reads take one entry until entries are small again."""
+    for _ in range(3):
+        r.xadd("hitl:requests", {"request": "x" * (8 * 1024 * 1024)})
+    for i in range(3):
+        xadd_raw(r, _valid(f"r-{i}"))
+    assert 6 == intake.run_once(block_ms=0)
+    assert 1 == intake.read_count
+    for i in range(3, 6):
+        xadd_raw(r, _valid(f"r-{i}"))
+    assert 1 == intake.run_once(block_ms=0)
+    assert intake.batch == intake.read_count
+    assert 2 == intake.run_once(block_ms=0)
+    assert (6, 3) == (store.pending_count(), r.xlen("hitl:dead"))
 
 
 def test_many_errors_are_all_listed(intake: IntakeConsumer, r: redis.Redis) -> None:
