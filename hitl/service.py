@@ -152,8 +152,8 @@ class Service:
             except Exception:  # an adapter's failure must not stop intake
                 log.exception("on_stored hook failed")
 
-    def _on_cancel(self, request_id: str, actor: str, reason: str) -> None:
-        self.decider.cancel(request_id, actor, reason)
+    def _on_cancel(self, request_id: str, agent_id: str | None, reason: str) -> None:
+        self.decider.cancel_by_agent(request_id, agent_id, reason)
 
     def reload_policy(self) -> tuple[bool, str]:
         """Re-read the policy file; keep the last good one on error. Audited either way."""

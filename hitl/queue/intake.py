@@ -116,7 +116,7 @@ class IntakeConsumer:
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
         on_stored: Callable[[list[RequestRecord]], None] | None = None,
-        on_cancel: Callable[[str, str, str], None] | None = None,
+        on_cancel: Callable[[str, str | None, str], object] | None = None,
     ) -> None:
         self.store = store
         self.keys = store.keys
@@ -250,7 +250,8 @@ class IntakeConsumer:
         """Validate, classify and store entries; one transaction for the whole batch.
 
         An entry with a ``cancel`` field (``{"id": ..., "reason": ..., "agent_id": ...}``) is an
-        agent withdrawing its request: it goes to ``on_cancel`` (the cancel handler) instead.
+        agent withdrawing its request: it goes to ``on_cancel(request_id, agent_id, reason)``
+        (normally :meth:`Decider.cancel_by_agent`, which checks the agent owns the request).
         """
         requests, cancels = [], []
         for sid, fields in entries:
@@ -313,7 +314,7 @@ class IntakeConsumer:
             data = json.loads(text)
             request_id = str(data["id"])
             reason = str(data.get("reason") or "")[:3000]
-            actor = str(data.get("agent_id") or "agent")[:128]
+            agent_id = str(data["agent_id"])[:128] if data.get("agent_id") else None
         except (ValueError, KeyError, TypeError):
             item = self._dead(stream_id, entry, 'cancel must be JSON {"id": ..., "reason": ...}')
             self.store.commit_intake(self.group, [item])
@@ -325,7 +326,7 @@ class IntakeConsumer:
             self.stats.dead += 1
             return
         try:
-            self.on_cancel(request_id, actor, reason)
+            self.on_cancel(request_id, agent_id, reason)
         except HitlError as exc:  # already decided / unknown id: refused and audited by handler
             if isinstance(exc, StoreUnavailable):
                 raise

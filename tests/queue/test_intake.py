@@ -662,8 +662,8 @@ def test_nan_is_not_json(store: Store, r: redis.Redis, constant: str) -> None:
 def test_cancel_entry_reaches_the_handler(
     intake: IntakeConsumer, store: Store, r: redis.Redis
 ) -> None:
-    """``cancel`` = {"id", "reason", "agent_id"} cancels the pending request."""
-    xadd_raw(r, _valid("r-1"))
+    """``cancel`` = {"id", "reason", "agent_id"} cancels the agent's own pending request."""
+    xadd_raw(r, _valid("r-1", agent_id="bot-7"))
     drain(intake)
     r.xadd(
         "hitl:requests",
@@ -678,6 +678,46 @@ def test_cancel_entry_reaches_the_handler(
         decision.reviewers[0].user_id,
     )
     assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+@pytest.mark.parametrize(
+    ("owner", "canceller"),
+    [
+        ("bot-7", "bot-8"),
+        ("bot-7", None),
+        (None, "bot-7"),
+        ("bot-7", "bot-7x"),
+    ],
+)
+def test_cancel_by_another_agent_is_refused(
+    intake: IntakeConsumer, store: Store, r: redis.Redis, owner: str | None, canceller: str | None
+) -> None:
+    """Only the submitting agent may cancel: another agent's cancel is refused, audited and
+    acknowledged; the request stays pending and the next entry is processed."""
+    xadd_raw(r, _valid("r-1", **({"agent_id": owner} if owner else {})))
+    drain(intake)
+    cancel = {"id": "r-1", **({"agent_id": canceller} if canceller else {})}
+    r.xadd("hitl:requests", {"cancel": json.dumps(cancel)})
+    xadd_raw(r, _valid("r-2"))
+    assert 2 == drain(intake)
+    assert (State.PENDING, ["r-1", "r-2"]) == (store.get("r-1").state, sorted(store.pending_ids()))
+    refused = [e for e in audit_entries(r) if e["kind"] == "refused"]
+    assert [("cancel", canceller or "agent")] == [
+        (e["details"]["attempt"], e["actor"]) for e in refused
+    ]
+    assert "does not own request r-1" in refused[0]["details"]["reason"]
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+@pytest.mark.parametrize("spelling", ["BOT-7", " bot-7 ", "bot\u200b-7", "ｂｏｔ-７"])
+def test_cancel_matches_the_agent_in_any_spelling(
+    intake: IntakeConsumer, store: Store, r: redis.Redis, spelling: str
+) -> None:
+    """The owner check compares canonical ids (case, width, spaces, invisible characters)."""
+    xadd_raw(r, _valid("r-1", agent_id="bot-7"))
+    r.xadd("hitl:requests", {"cancel": '{"id": "r-1", "agent_id": "' + spelling + '"}'})
+    drain(intake)
+    assert State.CANCELLED == store.get("r-1").state
 
 
 def test_cancel_of_a_decided_request_is_refused_and_acknowledged(
