@@ -499,13 +499,25 @@ def cmd_dead(args: argparse.Namespace) -> int:
         raise InvalidRequest(f"--limit must be 1 or more, got {args.limit}")
     store = _store(args, signer=False)
     entries = store.redis.xrevrange(store.keys.dead, count=args.limit)
-    rows = [f"{i}  {f.get('reason', '')}" for i, f in entries]
+    rows = [
+        f"{i}  {f.get('reason', '')}"
+        + (  # an oversized entry keeps only a digest and a prefix of its largest field
+            f"  [{f.get('payload_field')}: {f['payload_bytes']} bytes, sha256 "
+            f"{f['payload_sha256'][:16]}..., starts {json.loads(f['payload_prefix'])!r:.60}]"
+            if "payload_sha256" in f
+            else ""
+        )
+        for i, f in entries
+    ]
     data = [
         {
             "id": i,
             **f,
             "errors": json.loads(f.get("errors") or "[]"),
             "payload": json.loads(f.get("payload") or "{}"),
+            **(
+                {"payload_prefix": json.loads(f["payload_prefix"])} if "payload_prefix" in f else {}
+            ),
         }
         for i, f in entries
     ]

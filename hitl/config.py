@@ -56,6 +56,8 @@ class Settings(BaseModel):
     decision_ttl_s: int = 7 * 24 * 3600
     """How long ``hitl:decision:<id>`` waits for its agent."""
     consumer_group: str = "hitl-intake"
+    dead_maxlen: int = Field(default=10_000, ge=1)
+    """``hitl:dead`` is trimmed (approximately) to this many entries (``$HITL_DEAD_MAXLEN``)."""
     user: str | None = None
     """The reviewer the CLI acts as when ``--as`` is not given (``$HITL_USER``)."""
     keyring: KeyRing | None = None
@@ -97,6 +99,13 @@ class Settings(BaseModel):
                 values["decision_ttl_s"] = int(ttl)
             except ValueError:
                 raise ConfigError(f"HITL_DECISION_TTL must be whole seconds, got {ttl!r}") from None
+        if dead := env.get("HITL_DEAD_MAXLEN"):
+            try:
+                values["dead_maxlen"] = int(dead)
+            except ValueError:
+                raise ConfigError(
+                    f"HITL_DEAD_MAXLEN must be a whole number, got {dead!r}"
+                ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
 

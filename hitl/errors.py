@@ -15,7 +15,8 @@ approval in ``except hitl.HitlError``::
     ├── StaleApproval            an approval older than the agent's ``max_age``: re-validate first
     ├── SignatureError           a Decision whose signature does not verify
     ├── AuditError               the audit chain does not verify (names the first bad seq)
-    └── StoreUnavailable         Redis cannot be reached; nothing was written
+    └── StoreUnavailable         Redis cannot be reached; nothing was written (or, when
+                                 ``maybe_committed``, the reply to a commit was lost)
 """
 
 from __future__ import annotations
@@ -134,4 +135,9 @@ class AuditError(HitlError):
 
 
 class StoreUnavailable(HitlError):
-    """Redis could not be reached; the operation was not applied."""
+    """Redis could not be reached. Normally the operation was not applied; ``maybe_committed``
+    says the connection died after the commit was sent, so it may have been (check, then retry)."""
+
+    def __init__(self, message: str, *, maybe_committed: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_committed = maybe_committed

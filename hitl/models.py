@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -30,8 +31,10 @@ from pydantic import (
 
 __all__ = [
     "MAX_CONTEXT_BYTES",
+    "MAX_DEPTH",
     "MAX_PARAMS_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_SAFE_INTEGER",
     "ApprovalRequest",
     "BreakGlass",
     "CardRef",
@@ -47,6 +50,8 @@ __all__ = [
     "Verdict",
     "VerdictKind",
     "Vote",
+    "check_json_value",
+    "json_depth",
 ]
 
 MAX_PARAMS_BYTES = 64 * 1024
@@ -54,6 +59,17 @@ MAX_CONTEXT_BYTES = 64 * 1024
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_PAYLOAD_BYTES = 256 * 1024
 """A whole request on the wire; anything larger is dead-lettered before it is parsed."""
+MAX_DEPTH = 32
+"""How deeply a whole request document may nest (``{"params": {...}}`` is 2 levels), so params,
+context and param_schema may nest 31 levels and a plan step's params 29. Deeper input is refused
+before it is parsed: recursive parsers (``json.loads``, pydantic's) fail somewhere between 200
+and 1000 levels, and a stored record (which wraps the request in two more levels) must always
+read back."""
+MAX_SAFE_INTEGER = 2**53 - 1
+"""The largest integer every JSON parser reads exactly (I-JSON, RFC 7493). Decisions are signed
+over canonical JSON (RFC 8785), which cannot represent larger ones: agents send them as strings."""
+
+_DEPTH_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|["\[\]{}]', re.DOTALL)
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
 ACTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,127}$"
@@ -131,6 +147,64 @@ class Outcome(enum.StrEnum):
         }[self]
 
 
+def json_depth(text: str) -> int:
+    """How deeply the JSON ``text`` nests (``{}`` is 1), without parsing it (so without recursion).
+
+    A linear scan that skips string contents (honouring escapes) and counts ``[``/``{``; the text
+    need not be valid JSON (an unterminated string ends the scan)::
+
+        json_depth('{"a": [1, "]]"]}')     # 2
+    """
+    depth = deepest = 0
+    for match in _DEPTH_TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+        elif token == '"':  # a string that never ends: the rest is its content
+            break
+    return deepest
+
+
+def check_json_value(value: Any, where: str, max_depth: int) -> None:
+    """Refuse what cannot travel as signed, canonical JSON; ``ValueError`` names where.
+
+    ``value`` may nest at most ``max_depth`` containers (itself included); numbers must be finite
+    and integers within ``±MAX_SAFE_INTEGER``. Iterative, so a Python value nested far deeper
+    than the limit is refused cleanly::
+
+        check_json_value({"n": 2**60}, "params", 31)   # ValueError: params.n: integer outside ...
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 1, where)]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                raise ValueError(
+                    f"{where} nest deeper than allowed at {path[:200]}: the limit is {MAX_DEPTH} "
+                    f"levels for the whole request ({max_depth} for {where})"
+                )
+            if isinstance(item, dict):
+                stack.extend((v, depth + 1, f"{path}.{k}") for k, v in item.items())
+            else:
+                stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(item))
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise ValueError(
+                    f"{path[:200]}: integer outside ±(2**53-1) cannot be signed exactly "
+                    "(I-JSON, RFC 7493): send large integers as strings"
+                )
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(
+                f"{path[:200]}: not a finite number (JSON has no NaN or Infinity; send a string "
+                "or null)"
+            )
+
+
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
@@ -151,6 +225,13 @@ class PlanStep(_Strict):
     def _from_string(cls, value: Any) -> Any:
         if isinstance(value, str):
             return {"description": value}
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _params_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # request -> plan -> step -> params: three levels of the document before these.
+        check_json_value(value, "params", MAX_DEPTH - 3)
         return value
 
 
@@ -181,6 +262,7 @@ class ApprovalRequest(_Strict):
     @field_validator("params")
     @classmethod
     def _params_bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_value(value, "params", MAX_DEPTH - 1)
         size = _json_size(value)
         if size > MAX_PARAMS_BYTES:
             raise ValueError(
@@ -192,6 +274,7 @@ class ApprovalRequest(_Strict):
     @field_validator("context")
     @classmethod
     def _context_bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_value(value, "context", MAX_DEPTH - 1)
         size = _json_size(value)
         if size > MAX_CONTEXT_BYTES:
             raise ValueError(
@@ -204,6 +287,7 @@ class ApprovalRequest(_Strict):
     def _schema_is_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is None:
             return None
+        check_json_value(value, "param_schema", MAX_DEPTH - 1)
         if _json_size(value) > MAX_SCHEMA_BYTES:
             raise ValueError(f"param_schema is larger than {MAX_SCHEMA_BYTES} bytes")
         import jsonschema  # local: only requests that carry a schema pay for the import

@@ -101,6 +101,10 @@ class Service:
         self.app = web.Application()
         self.app.router.add_get("/healthz", self.healthz)
         self._threads: list[threading.Thread] = []
+        self._intake_threads: list[threading.Thread | None] = [None] * len(self.consumers)
+        self.supervise_every_s = 1.0
+        """How often the supervisor checks the intake threads (and restarts one that ended)."""
+        self.intake_restarts = 0
         self._dispatch: queue.Queue[list[RequestRecord] | None] | None = None
         self.dispatched = 0
         """Stored records scheduled and handed to the channels so far (threaded intake)."""
@@ -152,8 +156,8 @@ class Service:
             except Exception:  # an adapter's failure must not stop intake
                 log.exception("on_stored hook failed")
 
-    def _on_cancel(self, request_id: str, actor: str, reason: str) -> None:
-        self.decider.cancel(request_id, actor, reason)
+    def _on_cancel(self, request_id: str, agent_id: str | None, reason: str) -> None:
+        self.decider.cancel_by_agent(request_id, agent_id, reason)
 
     def reload_policy(self) -> tuple[bool, str]:
         """Re-read the policy file; keep the last good one on error. Audited either way."""
@@ -196,14 +200,18 @@ class Service:
             pending = await asyncio.to_thread(self.store.pending_count)
         except HitlError as exc:
             return web.json_response({"status": "unavailable", "error": str(exc)}, status=503)
-        stats = [vars(c.stats) for c in self.consumers]
+        stats, intake_error = self._intake_health()
         body: dict[str, Any] = {
             "status": "ok",
             "pending": pending,
             "policy_version": self.authority.version,
             "intake": stats,
+            "intake_restarts": self.intake_restarts,
             "dispatch_backlog": self._dispatch.qsize() if self._dispatch is not None else 0,
         }
+        if intake_error:  # requests may be piling up unread: someone must look
+            body["status"] = "degraded"
+            body["intake_error"] = intake_error
         error = getattr(self.holder, "last_error", None) if self.holder is not None else None
         if error:  # still serving the last good policy, but someone must fix the file
             body["status"] = "degraded"
@@ -221,13 +229,11 @@ class Service:
         dispatcher = threading.Thread(target=self._dispatcher, name="dispatch", daemon=True)
         dispatcher.start()
         self._threads.append(dispatcher)
-        for consumer in self.consumers:
-            thread = threading.Thread(
-                target=consumer.run, args=(self.stop_event,), name=f"intake-{consumer.name}"
-            )
-            thread.daemon = True
-            thread.start()
-            self._threads.append(thread)
+        for index in range(len(self.consumers)):
+            self._start_consumer(index)
+        supervisor = threading.Thread(target=self._supervise, name="intake-supervisor", daemon=True)
+        supervisor.start()
+        self._threads.append(supervisor)
         checkpoints = threading.Thread(
             target=self.checkpointer.run,
             args=(self.stop_event, self.settings.checkpoint_interval_s),
@@ -236,6 +242,53 @@ class Service:
         )
         checkpoints.start()
         self._threads.append(checkpoints)
+
+    def _start_consumer(self, index: int) -> None:
+        consumer = self.consumers[index]
+        thread = threading.Thread(
+            target=consumer.run, args=(self.stop_event,), name=f"intake-{consumer.name}"
+        )
+        thread.daemon = True
+        thread.start()
+        self._intake_threads[index] = thread
+        self._threads.append(thread)
+
+    def _supervise(self) -> None:
+        while not self.stop_event.wait(self.supervise_every_s):
+            try:
+                self.supervise_once()
+            except Exception:  # the supervisor itself must outlive a bug
+                log.exception("intake supervisor failed")
+
+    def supervise_once(self) -> int:
+        """Restart every intake thread that has ended (it should not); returns how many."""
+        restarted = 0
+        for index, thread in enumerate(self._intake_threads):
+            if self.stop_event.is_set() or thread is None or thread.is_alive():
+                continue
+            log.error("intake %s: thread ended; restarting it", self.consumers[index].name)
+            self._threads.remove(thread)
+            self._start_consumer(index)
+            self.intake_restarts += 1
+            restarted += 1
+        return restarted
+
+    def intake_alive(self) -> bool:
+        """Whether every started intake thread is running."""
+        return all(t is None or t.is_alive() for t in self._intake_threads)
+
+    def _intake_health(self) -> tuple[list[dict[str, Any]], str | None]:
+        """Per consumer: its counters and health; and why intake is degraded (None if not)."""
+        out, problems = [], []
+        for consumer, thread in zip(self.consumers, self._intake_threads, strict=True):
+            health = consumer.health()
+            health["alive"] = thread is None or thread.is_alive()
+            out.append({**vars(consumer.stats), **health})
+            if thread is not None and not health["alive"]:
+                problems.append(f"{consumer.name}: not running (the supervisor restarts it)")
+            elif health["failures"] >= 3:
+                problems.append(f"{consumer.name}: failing ({health['last_error']})")
+        return out, "; ".join(problems) or None
 
     def stop_intake(self) -> None:
         self.stop_event.set()

@@ -59,7 +59,7 @@ def intake(store: Store, decider: Decider) -> Iterator[IntakeConsumer]:
         store,
         OpenAuthority().evaluate,
         block_ms=0,
-        on_cancel=lambda rid, actor, reason: decider.cancel(rid, actor, reason),
+        on_cancel=decider.cancel_by_agent,
     )
     consumer.ensure_group()
     yield consumer

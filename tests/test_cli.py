@@ -12,13 +12,14 @@ import pytest
 import redis
 
 from hitl.cli import main, parse_param
+from hitl.config import Settings
 from hitl.errors import InvalidRequest
 from hitl.keys import KeyRing
 from hitl.models import State
 from hitl.queue.audit import AuditEvent
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
-from tests.conftest import keyring_file
+from tests.conftest import KEYRING, keyring_file
 from tests.redis_server import free_port
 from tests.scenarios.helpers import consuming, drain, xadd_raw
 
@@ -349,6 +350,32 @@ def test_dead_human_and_json(run: Any, r: redis.Redis, pintake: IntakeConsumer) 
     data = json.loads(run("dead", "--json")[1])
     assert {"request": "{not json"} == data[1]["payload"]
     assert {"id", "reason", "errors", "payload", "stream_id", "at"} <= set(data[0])
+
+
+def test_dead_shows_the_digest_of_an_oversized_entry(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer
+) -> None:
+    """An oversized dead letter is listed with its size, digest and prefix (and in --json)."""
+    text = '{"action": "x", "params": {"blob": "' + "y" * 300_000 + '"}}'
+    xadd_raw(r, text)
+    drain(pintake)
+    line = run("dead")[1].splitlines()[1]
+    assert f"[request: {len(text)} bytes, sha256 " in line
+    assert 'starts \'{"action": "x"' in line
+    [data] = json.loads(run("dead", "--json")[1])
+    assert (text[:1024], str(len(text))) == (data["payload_prefix"], data["payload_bytes"])
+
+
+def test_dead_letter_cap_is_a_setting(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """HITL_DEAD_MAXLEN sets how many dead letters are kept (default 10,000)."""
+    from hitl.queue.connection import open_store
+
+    assert 10_000 == settings.dead_maxlen
+    monkeypatch.setenv("HITL_DEAD_MAXLEN", "123")
+    configured = Settings.from_env(redis_url=settings.redis_url, keyring=KEYRING)
+    store = open_store(configured)
+    store.redis.close()
+    assert 123 == store.dead_maxlen
 
 
 # -- audit -------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -90,6 +92,24 @@ def test_submit_refuses_invalid_input_naming_the_field(client: Client, r: redis.
         client.submit("not a tool name")
     with pytest.raises(InvalidRequest, match="parms: unknown field"):
         client.submit("refund", parms={})
+    assert 0 == r.xlen("hitl:requests")
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"n": 2**53}, "params.n: integer outside ±(2**53-1)"),
+        ({"x": float("inf")}, "params.x: not a finite number"),
+        ({"deep": functools.reduce(lambda inner, _: [inner], range(40), 1)}, "nest deeper"),
+    ],
+)
+def test_submit_refuses_what_json_cannot_carry(
+    client: Client, r: redis.Redis, params: dict[str, Any], words: str
+) -> None:
+    """Huge integers, inf and over-deep params are InvalidRequest at submit; nothing is queued."""
+    with pytest.raises(InvalidRequest, match=re.escape(words)) as info:
+        client.submit("refund", params)
+    assert ["params"] == [f for f, _ in info.value.errors]
     assert 0 == r.xlen("hitl:requests")
 
 

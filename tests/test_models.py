@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,7 +10,9 @@ from pydantic import ValidationError
 
 from hitl.models import (
     MAX_CONTEXT_BYTES,
+    MAX_DEPTH,
     MAX_PARAMS_BYTES,
+    MAX_SAFE_INTEGER,
     ApprovalRequest,
     Decision,
     EscalationStep,
@@ -23,6 +26,7 @@ from hitl.models import (
     VerdictKind,
     Vote,
     is_valid_id,
+    json_depth,
 )
 
 
@@ -348,3 +352,93 @@ def test_record_ignores_unknown_fields_and_counts_approvals() -> None:
         record.state,
         [v.reviewer.user_id for v in record.approvals],
     )
+
+
+# -- JSON limits: depth, finite numbers, integers (I-JSON) -------------------------------------
+
+
+def _nested(depth: int) -> Any:
+    """A value of ``depth`` nested containers (lists and objects alternating), innermost 1."""
+    value: Any = 1
+    for i in range(depth):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("field", ["params", "context", "param_schema"])
+def test_nesting_beyond_the_limit_names_the_field(field: str) -> None:
+    """A value nested deeper than the request's depth limit is refused, naming field and limit."""
+    [(where, message)] = _errors({"action": "x", field: {"deep": _nested(MAX_DEPTH)}})
+    assert field == where
+    assert f"the limit is {MAX_DEPTH} levels" in message
+
+
+def test_plan_step_params_share_the_document_depth() -> None:
+    """A plan step's params count the plan and the step as levels of the request."""
+    too_deep = {"action": "x", "plan": [{"params": {"deep": _nested(MAX_DEPTH - 3)}}]}
+    assert {"plan"} == _fields(too_deep)
+    fits = {"action": "x", "plan": [{"params": {"deep": _nested(MAX_DEPTH - 4)}}]}
+    assert MAX_DEPTH == json_depth(json.dumps(fits))
+    assert 1 == len(ApprovalRequest.model_validate(fits).plan)
+
+
+def test_nesting_at_the_limit_is_accepted_and_reads_back() -> None:
+    """The deepest params allowed fill the document depth exactly and round-trip as a record."""
+    request = ApprovalRequest(id="r-1", action="x", params={"deep": _nested(MAX_DEPTH - 2)})
+    assert MAX_DEPTH == json_depth(request.model_dump_json())
+    record = RequestRecord(
+        request=request, verdict=Verdict(kind=VerdictKind.REVIEW), created_at=1.0
+    )
+    assert record == RequestRecord.model_validate_json(record.model_dump_json())
+
+
+def test_a_deep_python_value_is_refused_without_recursion() -> None:
+    """A params value nested 10,000 deep (built in Python by an SDK user) is a clean error."""
+    [(where, message)] = _errors({"action": "x", "params": {"deep": _nested(10_000)}})
+    assert ("params", True) == (where, f"the limit is {MAX_DEPTH} levels" in message)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_numbers_are_refused(value: float) -> None:
+    """inf and NaN have no JSON form: refused where they are, never stored as null."""
+    [(where, message)] = _errors({"action": "x", "params": {"a": [1, {"b": value}]}})
+    said = message.removeprefix("Value error, ").split(" (")[0]
+    assert ("params", "params.a[1].b: not a finite number") == (where, said)
+
+
+@pytest.mark.parametrize("value", [MAX_SAFE_INTEGER + 1, -MAX_SAFE_INTEGER - 1, 10**400])
+@pytest.mark.parametrize("field", ["params", "context"])
+def test_integers_beyond_2_53_are_refused(field: str, value: int) -> None:
+    """Integers outside ±(2**53-1) cannot be signed as canonical JSON: send them as strings."""
+    [(where, message)] = _errors({"action": "x", field: {"n": value}})
+    assert field == where
+    assert f"{field}.n: integer outside ±(2**53-1)" in message
+    assert "send large integers as strings" in message
+
+
+def test_integers_at_the_bound_and_bools_are_accepted() -> None:
+    """±(2**53-1) are exact in every JSON parser; booleans are not integers here."""
+    params = {"hi": MAX_SAFE_INTEGER, "lo": -MAX_SAFE_INTEGER, "flag": True, "x": 1.5e300}
+    assert params == ApprovalRequest(action="x", params=params).params
+
+
+def test_plan_step_numbers_are_checked() -> None:
+    """Plan steps' params follow the same number rules as the request's params."""
+    assert {"plan"} == _fields({"action": "x", "plan": [{"params": {"n": 2**60}}]})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("{}", 1),
+        ('{"a": [1, {"b": []}]}', 4),
+        ('"[[[[["', 0),
+        ('{"a": "\\"[[[[", "b": [[]]}', 3),
+        ('{"a": "\\\\", "b": [[]]}', 3),
+        ("[" * 700, 700),
+        ('{"a": "[[[[', 1),
+    ],
+)
+def test_json_depth_counts_brackets_outside_strings(text: str, expected: int) -> None:
+    """The raw-text scanner skips string contents (and escaped quotes) and counts nesting."""
+    assert expected == json_depth(text)

@@ -21,6 +21,7 @@ import jsonschema
 from hitl.errors import AlreadyDecided, InvalidRequest, NotAuthorized, NotFound
 from hitl.identity import canonical_id
 from hitl.models import (
+    MAX_DEPTH,
     MAX_PARAMS_BYTES,
     Decision,
     Outcome,
@@ -29,6 +30,7 @@ from hitl.models import (
     State,
     VerdictKind,
     Vote,
+    check_json_value,
 )
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import Change, Store
@@ -272,6 +274,36 @@ class Decider:
 
         return self._result(request_id, fn)
 
+    def cancel_by_agent(self, request_id: str, agent_id: str | None, reason: str = "") -> Result:
+        """An agent's cancel from the stream: honoured only from the agent that submitted it.
+
+        The agent ids are compared with :func:`hitl.identity.canonical_id`; a request submitted
+        without an ``agent_id`` can only be cancelled by a cancel without one. Another agent's
+        cancel is refused (:class:`NotAuthorized`, audited) and the request stays pending.
+        (:meth:`cancel` is the operator's path: the CLI and the API, with an explicit actor.)
+        """
+        reason = _bounded_reason(reason)
+        who = Reviewer(user_id=(agent_id or "agent")[:128], channel="agent")
+
+        def fn(current: RequestRecord | None) -> Change:
+            record = self._require_open(current, request_id, who, "cancel")
+            if isinstance(record, Change):
+                return record
+            owner = record.request.agent_id
+            if not _same_agent(owner, agent_id):
+                by = f"agent {owner!r}" if owner else "no agent id"
+                return self._refuse(
+                    record,
+                    who,
+                    "cancel",
+                    f"agent {agent_id or '(none)'!r} does not own request {record.id} (it was "
+                    f"submitted with {by}); only the submitting agent may cancel it",
+                )
+            stamped = who.model_copy(update={"at": self.store.clock()})
+            return self._terminal(record, Outcome.CANCELLED, [stamped], reason, actor=stamped)
+
+        return self._result(request_id, fn)
+
     # -- shared steps --------------------------------------------------------------------------
 
     def _result(self, request_id: str, fn: Any) -> Result:
@@ -453,6 +485,10 @@ def validate_params(record: RequestRecord, params: dict[str, Any]) -> dict[str, 
         text = "; ".join(f"{k}: {m}" for k, m in problems)
         raise InvalidRequest(f"cannot modify: {text}", problems)
     merged = {**record.params, **params}
+    try:  # the same JSON limits as a submitted request (depth, finite numbers, 2**53)
+        check_json_value(merged, "params", MAX_DEPTH - 1)
+    except ValueError as exc:
+        raise InvalidRequest(f"cannot modify: {exc}", [("params", str(exc))]) from None
     size = len(canonical_json(merged).encode())
     if size > MAX_PARAMS_BYTES:
         raise InvalidRequest(
@@ -513,6 +549,12 @@ def _bounded_reason(reason: str) -> str:
             [("reason", "too long")],
         )
     return reason
+
+
+def _same_agent(owner: str | None, agent_id: str | None) -> bool:
+    if not owner or not agent_id:
+        return not owner and not agent_id
+    return canonical_id(owner) == canonical_id(agent_id)
 
 
 def _same(a: str, b: str) -> bool:

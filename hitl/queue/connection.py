@@ -45,4 +45,5 @@ def open_store(settings: Settings, *, url: str | None = None, signer: bool = Tru
         keys=Keys(settings.prefix),
         signer=settings.signing_keys() if signer else None,
         decision_ttl_s=settings.decision_ttl_s,
+        dead_maxlen=settings.dead_maxlen,
     )

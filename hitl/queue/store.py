@@ -70,6 +70,9 @@ class IntakeItem:
     dead_reason: str = ""
     dead_errors: list[tuple[str, str]] = field(default_factory=list)
     payload: dict[str, Any] = field(default_factory=dict)
+    payload_digest: dict[str, str] = field(default_factory=dict)
+    """For an entry over 8 KiB: ``payload_field``/``_sha256``/``_bytes``/``_prefix`` stand for its
+    largest field, which ``payload`` then leaves out."""
     events: list[AuditEvent] = field(default_factory=list)
     """Audited whatever happens (e.g. the reason an entry was dead-lettered)."""
     events_if_stored: list[AuditEvent] = field(default_factory=list)
@@ -86,6 +89,25 @@ def _unavailable(exc: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"Redis is unreachable ({exc}); nothing was written - retry later")
 
 
+def _track_exec(pipe: Any, sent: list[bool]) -> None:
+    """Set ``sent[0]`` once the pipeline's ``execute()`` (MULTI ... EXEC) is called."""
+    execute = pipe.execute
+
+    def tracked(raise_on_error: bool = True) -> Any:
+        sent[0] = True
+        return execute(raise_on_error)
+
+    pipe.execute = tracked
+
+
+def _maybe_committed(exc: BaseException, check: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"Redis stopped answering after the change was sent ({exc}); it may have been "
+        f"committed: check with {check} before retrying",
+        maybe_committed=True,
+    )
+
+
 class Store:
     """Reads and atomically changes request records. Thread-safe (one connection pool)."""
 
@@ -98,6 +120,7 @@ class Store:
         decision_ttl_s: int = 7 * 24 * 3600,
         clock: Clock = time.time,
         max_retries: int = 2000,
+        dead_maxlen: int = 10_000,
     ) -> None:
         self.redis = client
         self.keys = keys or Keys()
@@ -106,6 +129,7 @@ class Store:
         self.decision_ttl_s = decision_ttl_s
         self.clock = clock
         self.max_retries = max_retries
+        self.dead_maxlen = dead_maxlen
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -160,7 +184,7 @@ class Store:
             pipe.execute()
             return change
 
-        change = self._transact(attempt)
+        change = self._transact(attempt, f"`hitl show {request_id}`")
         if change.error is not None:
             raise change.error
         return change
@@ -247,11 +271,14 @@ class Store:
                 outcomes.append("stored")
             if head != start:
                 pipe.set(self.keys.audit_head, head.dumps())
-            pipe.xack(self.keys.requests, group, *[it.stream_id for it in items])
+            acked = [it.stream_id for it in items]
+            pipe.xack(self.keys.requests, group, *acked)
+            pipe.xdel(self.keys.requests, *acked)  # done with: the stream keeps only open work
             pipe.execute()
             return outcomes
 
-        return self._transact(attempt)
+        shown = ", ".join(it.stream_id for it in items[:3]) + (" ..." if len(items) > 3 else "")
+        return self._transact(attempt, f"`hitl pending` and `hitl dead` (entries {shown})")
 
     def _dead_letter(
         self, pipe: Any, item: IntakeItem, reason: str, errors: list[tuple[str, str]]
@@ -262,9 +289,12 @@ class Store:
                 "reason": reason,
                 "errors": json.dumps(errors),
                 "payload": json.dumps(item.payload, ensure_ascii=False),
+                **item.payload_digest,
                 "stream_id": item.stream_id,
                 "at": f"{self.clock():.6f}",
             },
+            maxlen=self.dead_maxlen,
+            approximate=True,
         )
 
     # -- building blocks for handlers ----------------------------------------------------------
@@ -420,17 +450,32 @@ class Store:
                 pipe.set(self.keys.audit_head, head.dumps())
         return head
 
-    def _transact(self, attempt: Callable[[Any], T]) -> T:
+    def _transact(self, attempt: Callable[[Any], T], check: str = "`hitl pending`") -> T:
+        """Run ``attempt(pipe)`` (WATCH, read, MULTI, EXEC) until it commits without a conflict.
+
+        A connection lost before EXEC was sent wrote nothing. Once EXEC was sent the outcome is
+        unknown (Redis may have committed and only the reply was lost): that is reported as
+        ``StoreUnavailable(maybe_committed=True)`` naming how to ``check``, and never retried
+        blindly (redis-py turns such a loss while watching into a WatchError).
+        """
         for n in range(self.max_retries):
+            sent = [False]
             try:
                 with self.redis.pipeline(transaction=True) as pipe:
+                    _track_exec(pipe, sent)
                     return attempt(pipe)
-            except WatchError:
+            except WatchError as exc:
+                if sent[0] and isinstance(
+                    exc.__context__, RedisConnectionError | RedisTimeoutError
+                ):
+                    raise _maybe_committed(exc.__context__, check) from exc
                 # Someone else committed first; back off a little so a crowd spreads out.
                 if n > 3:
                     time.sleep(random.uniform(0, min(0.02, 0.0005 * n)))
                 continue
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                if sent[0]:
+                    raise _maybe_committed(exc, check) from exc
                 raise _unavailable(exc) from exc
         raise StoreUnavailable(
             f"gave up after {self.max_retries} conflicting attempts; nothing was written"

@@ -522,6 +522,7 @@ def test_validate_params_merges_over_the_current_params(
         ({"amount": None}, "must stay a number"),
         ({"amount": float("inf")}, "finite"),
         ({"amount": float("nan")}, "finite"),
+        ({"amount": 2**60}, "send large integers as strings"),
         ({"order": 7}, "must stay a string"),
     ],
 )

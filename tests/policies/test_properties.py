@@ -37,8 +37,8 @@ ACTIONS = st.sampled_from(sorted(TOOLS) + ["unknown_tool"])
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=False)
+    | st.integers(-(2**53 - 1), 2**53 - 1)  # a request carries no larger ones (I-JSON)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)

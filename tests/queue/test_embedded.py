@@ -18,8 +18,6 @@ from hitl.queue.connection import open_store, redis_url
 from hitl.queue.embedded import EmbeddedServer, server_binary
 from tests.conftest import KEYRING
 
-SECRET = b"embedded-test-secret"
-
 
 @pytest.fixture
 def short_dir() -> Iterator[Path]:

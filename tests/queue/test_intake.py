@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import redis
 
 from hitl.handlers import Decider, review_everything
 from hitl.models import (
+    MAX_DEPTH,
     MAX_PAYLOAD_BYTES,
     ApprovalRequest,
     Decision,
@@ -23,11 +25,18 @@ from hitl.models import (
     VerdictKind,
 )
 from hitl.queue.audit import verify_entries
-from hitl.queue.intake import IntakeConsumer
+from hitl.queue.intake import DEAD_PREFIX_BYTES, IntakeConsumer
 from hitl.queue.store import Store
 from hitl.signing import verify_decision
 from tests.redis_server import RedisServer
-from tests.scenarios.helpers import audit_entries, audit_kinds, drain, xadd_raw
+from tests.scenarios.helpers import (
+    audit_entries,
+    audit_kinds,
+    consuming,
+    drain,
+    wait_until,
+    xadd_raw,
+)
 
 
 def _valid(rid: str, **fields: Any) -> str:
@@ -221,6 +230,107 @@ def test_policy_failure_dead_letters_that_request_only(store: Store, r: redis.Re
     assert ["invalid_request"] == audit_kinds(r, "boom")
 
 
+def test_any_error_building_one_entry_dead_letters_only_that_entry(
+    store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception while building one item is its dead letter; the batch goes on."""
+    consumer = _consumer(store)
+    accepted = consumer._accepted
+
+    def fragile(stream_id: str, request: ApprovalRequest, verdict: Verdict) -> Any:
+        if request.id == "boom":
+            raise KeyError("no such thing")
+        return accepted(stream_id, request, verdict)
+
+    monkeypatch.setattr(consumer, "_accepted", fragile)
+    xadd_raw(r, _valid("a"))
+    sid = xadd_raw(r, _valid("boom"))
+    xadd_raw(r, _valid("b"))
+    assert 3 == drain(consumer)
+    consumer.close()
+    assert ["a", "b"] == sorted(store.pending_ids())
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert ("internal error while validating: KeyError: 'no such thing'", sid) == (
+        dead["reason"],
+        dead["stream_id"],
+    )
+    assert {"request": _valid("boom")} == json.loads(dead["payload"])
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_a_record_that_cannot_be_stored_does_not_sink_its_batch(
+    store: Store, r: redis.Redis
+) -> None:
+    """A batch whose commit fails (one unserializable record) is retried entry by entry: the
+    bad entry is dead-lettered with the error, its neighbours are stored."""
+
+    def classify(req: ApprovalRequest) -> Verdict:
+        if req.id == "bad":  # a policy bug: a verdict that cannot be written
+            return Verdict.model_construct(kind=VerdictKind.REVIEW, rule=object())
+        return review_everything(req)
+
+    consumer = _consumer(store, classify)
+    xadd_raw(r, _valid("a"))
+    sid = xadd_raw(r, _valid("bad"))
+    xadd_raw(r, _valid("b"))
+    assert 3 == drain(consumer)
+    consumer.close()
+    assert ["a", "b"] == sorted(store.pending_ids())
+    assert store.find("bad") is None
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert sid == dead["stream_id"]
+    assert dead["reason"].startswith("internal error while storing: "), dead["reason"]
+    assert (2, 1) == (consumer.stats.stored, consumer.stats.dead)
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+    assert verify_entries(audit_entries(r), expect_head=store.head()).ok
+
+
+def test_unexpected_errors_in_the_loop_are_survived(
+    store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run() logs an unexpected exception, records it, backs off and carries on consuming."""
+    consumer = _consumer(store)
+    real = consumer.run_once
+    failures = iter([RuntimeError("first"), RuntimeError("second")])
+
+    def flaky(block_ms: int | None = None) -> int:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return real(block_ms)
+
+    monkeypatch.setattr(consumer, "run_once", flaky)
+    xadd_raw(r, _valid("r-1"))
+    with consuming(consumer) as thread:
+        wait_until(lambda: store.find("r-1"), what="r-1 stored after two failures")
+        assert thread.is_alive()
+        health = consumer.health()
+    consumer.close()
+    assert (True, "RuntimeError: second", 0) == (
+        health["alive"],
+        health["last_error"],
+        health["failures"],
+    )
+    assert not consumer.health()["alive"]
+
+
+def test_a_cancel_handler_bug_does_not_stop_intake(store: Store, r: redis.Redis) -> None:
+    """A cancel handler that raises something unexpected dead-letters that cancel only."""
+
+    def broken(rid: str, actor: str, reason: str) -> None:
+        raise ZeroDivisionError("oops")
+
+    consumer = _consumer(store, on_cancel=broken)
+    r.xadd("hitl:requests", {"cancel": json.dumps({"id": "r-1"})})
+    xadd_raw(r, _valid("r-2"))
+    assert 2 == drain(consumer)
+    consumer.close()
+    assert ["r-2"] == store.pending_ids()
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert "internal error while cancelling: ZeroDivisionError: oops" == dead["reason"]
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
 def test_two_consumers_share_the_work(store: Store, r: redis.Redis) -> None:
     """Two members of the group split the stream; every request is stored exactly once."""
     a = _consumer(store, batch=7)
@@ -269,6 +379,12 @@ def test_trimmed_pending_entries_are_acknowledged(store: Store, r: redis.Redis) 
 
 
 # -- dead letters ------------------------------------------------------------------------------
+
+
+def _deep_params(depth: int) -> str:
+    """A request whose params nest ``depth`` levels (the request itself adds one)."""
+    return '{"action": "x", "params": ' + '{"a": ' * (depth - 1) + "{}" + "}" * depth
+
 
 BIG = "x" * (1024 * 1024)
 BIG_REQUEST = json.dumps({"action": "x", "params": {"blob": BIG}})
@@ -326,6 +442,49 @@ MALFORMED: list[tuple[str, dict[str, Any], str, str | None]] = [
     ),
     ("json string", {"request": '"approve me"'}, "request must be a JSON object, got str", None),
     ("no request field", {"req": '{"action": "x"}'}, "entry has no 'request' field", None),
+    ("700 brackets", {"request": "[" * 700}, f"nests deeper than {MAX_DEPTH} levels", None),
+    (
+        "params 256 deep",
+        {"request": _deep_params(256)},
+        f"nests deeper than {MAX_DEPTH} levels",
+        None,
+    ),
+    (
+        "params 210 deep",
+        {"request": _deep_params(210)},
+        f"nests deeper than {MAX_DEPTH} levels",
+        None,
+    ),
+    (
+        "params 33 deep",
+        {"request": _deep_params(MAX_DEPTH + 1)},
+        f"nests deeper than {MAX_DEPTH} levels",
+        None,
+    ),
+    (
+        "1e999",
+        {"request": '{"action": "x", "params": {"amount": 1e999}}'},
+        "request is not valid JSON: 1e999 is not a finite number",
+        None,
+    ),
+    (
+        "-1e999",
+        {"request": '{"action": "x", "params": {"amount": -1e999}}'},
+        "request is not valid JSON: -1e999 is not a finite number",
+        None,
+    ),
+    (
+        "2**53",
+        {"request": '{"action": "x", "params": {"n": 9007199254740992}}'},
+        "params.n: integer outside ±(2**53-1)",
+        "params",
+    ),
+    (
+        "5000-digit integer",
+        {"request": '{"action": "x", "context": {"n": -' + "9" * 5000 + "}}"},
+        "integer outside ±(2**53-1) cannot be signed exactly (I-JSON, RFC 7493): send large",
+        None,
+    ),
 ]
 
 
@@ -352,7 +511,10 @@ def test_malformed_input_is_dead_lettered(
     [(_id, dead)] = r.xrange("hitl:dead")
     assert reason in dead["reason"], dead["reason"]
     assert sid == dead["stream_id"]
-    assert fields == json.loads(dead["payload"])
+    if "payload_sha256" in dead:  # over 8 KiB: a digest and a prefix stand for the payload
+        assert hashlib.sha256(fields["request"].encode()).hexdigest() == dead["payload_sha256"]
+    else:
+        assert fields == json.loads(dead["payload"])
     if field is not None:
         assert field in [f for f, _m in json.loads(dead["errors"])]
     invalid = [e for e in audit_entries(r) if e["kind"] == "invalid_request"]
@@ -382,14 +544,95 @@ def test_invalid_utf8_is_dead_lettered_losslessly(
     assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
 
 
-def test_oversized_request_keeps_its_whole_payload(intake: IntakeConsumer, r: redis.Redis) -> None:
-    """A request over the size limit is dead-lettered complete (README: even over the limit)."""
+def test_oversized_dead_letter_keeps_a_digest_and_a_prefix(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """A dead letter over 8 KiB keeps the sha256, the size and the first 1 KiB, not the data;
+    its neighbours are stored."""
     text = json.dumps({"action": "x", "params": {"blob": BIG}})
-    xadd_raw(r, text)
+    xadd_raw(r, _valid("before"))
+    r.xadd("hitl:requests", {"request": text, "note": "small"})
+    xadd_raw(r, _valid("after"))
+    assert 3 == drain(intake)
+    assert ["after", "before"] == sorted(store.pending_ids())
+    [(_id, dead)] = r.xrange("hitl:dead")
+    assert (
+        "request",
+        hashlib.sha256(text.encode()).hexdigest(),
+        str(len(text)),
+        text[:DEAD_PREFIX_BYTES],
+        {"note": "small"},
+    ) == (
+        dead["payload_field"],
+        dead["payload_sha256"],
+        dead["payload_bytes"],
+        json.loads(dead["payload_prefix"]),
+        json.loads(dead["payload"]),
+    )
+    [invalid] = [e for e in audit_entries(r) if e["kind"] == "invalid_request"]
+    assert len(text) + len("small") == invalid["details"]["bytes"]
+
+
+def test_oversized_binary_dead_letter_prefix_is_base64(
+    intake: IntakeConsumer, r: redis.Redis, raw: redis.Redis
+) -> None:
+    """The kept prefix of bytes that are not UTF-8 is base64, so it stays lossless."""
+    blob = b"\xff" * (20 * 1024)
+    raw.xadd("hitl:requests", {b"request": blob})
     drain(intake)
     [(_id, dead)] = r.xrange("hitl:dead")
-    assert text == json.loads(dead["payload"])["request"]
-    assert len(text.encode()) == audit_entries(r)[0]["details"]["bytes"]
+    prefix = base64.b64decode(json.loads(dead["payload_prefix"])["base64"])
+    assert (blob[:DEAD_PREFIX_BYTES], hashlib.sha256(blob).hexdigest()) == (
+        prefix,
+        dead["payload_sha256"],
+    )
+
+
+def test_acknowledged_entries_leave_the_stream(
+    intake: IntakeConsumer, store: Store, decider: Decider, r: redis.Redis
+) -> None:
+    """Stored, dead-lettered and cancel entries are deleted with their XACK; an entry another
+    consumer holds unacknowledged stays."""
+    held = xadd_raw(r, _valid("held"))
+    r.xreadgroup("hitl-intake", "other", {"hitl:requests": ">"})
+    xadd_raw(r, _valid("r-1"))
+    xadd_raw(r, "not json")
+    r.xadd("hitl:requests", {"cancel": json.dumps({"id": "r-1"})})
+    assert 3 == drain(intake)
+    assert State.CANCELLED == store.get("r-1").state
+    assert [held] == [i for i, _f in r.xrange("hitl:requests")]
+    assert 1 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+def test_dead_letters_are_capped(store: Store, r: redis.Redis) -> None:
+    """hitl:dead is trimmed (approximately) to the store's dead_maxlen."""
+    capped = Store(r, signer=store.signer, dead_maxlen=100)
+    consumer = _consumer(capped)
+    for _ in range(500):
+        xadd_raw(r, "not json")
+    xadd_raw(r, _valid("r-1"))
+    drain(consumer)
+    consumer.close()
+    assert 100 <= r.xlen("hitl:dead") < 300
+    assert ["r-1"] == store.pending_ids()
+
+
+def test_after_a_huge_read_the_consumer_reads_one_entry_at_a_time(
+    intake: IntakeConsumer, store: Store, r: redis.Redis
+) -> None:
+    """Over ~16 MB in one read: the next reads take one entry until entries are small again."""
+    for _ in range(3):
+        r.xadd("hitl:requests", {"request": "x" * (8 * 1024 * 1024)})
+    for i in range(3):
+        xadd_raw(r, _valid(f"r-{i}"))
+    assert 6 == intake.run_once(block_ms=0)
+    assert 1 == intake.read_count
+    for i in range(3, 6):
+        xadd_raw(r, _valid(f"r-{i}"))
+    assert 1 == intake.run_once(block_ms=0)
+    assert intake.batch == intake.read_count
+    assert 2 == intake.run_once(block_ms=0)
+    assert (6, 3) == (store.pending_count(), r.xlen("hitl:dead"))
 
 
 def test_many_errors_are_all_listed(intake: IntakeConsumer, r: redis.Redis) -> None:
@@ -419,8 +662,8 @@ def test_nan_is_not_json(store: Store, r: redis.Redis, constant: str) -> None:
 def test_cancel_entry_reaches_the_handler(
     intake: IntakeConsumer, store: Store, r: redis.Redis
 ) -> None:
-    """``cancel`` = {"id", "reason", "agent_id"} cancels the pending request."""
-    xadd_raw(r, _valid("r-1"))
+    """``cancel`` = {"id", "reason", "agent_id"} cancels the agent's own pending request."""
+    xadd_raw(r, _valid("r-1", agent_id="bot-7"))
     drain(intake)
     r.xadd(
         "hitl:requests",
@@ -435,6 +678,46 @@ def test_cancel_entry_reaches_the_handler(
         decision.reviewers[0].user_id,
     )
     assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+@pytest.mark.parametrize(
+    ("owner", "canceller"),
+    [
+        ("bot-7", "bot-8"),
+        ("bot-7", None),
+        (None, "bot-7"),
+        ("bot-7", "bot-7x"),
+    ],
+)
+def test_cancel_by_another_agent_is_refused(
+    intake: IntakeConsumer, store: Store, r: redis.Redis, owner: str | None, canceller: str | None
+) -> None:
+    """Only the submitting agent may cancel: another agent's cancel is refused, audited and
+    acknowledged; the request stays pending and the next entry is processed."""
+    xadd_raw(r, _valid("r-1", **({"agent_id": owner} if owner else {})))
+    drain(intake)
+    cancel = {"id": "r-1", **({"agent_id": canceller} if canceller else {})}
+    r.xadd("hitl:requests", {"cancel": json.dumps(cancel)})
+    xadd_raw(r, _valid("r-2"))
+    assert 2 == drain(intake)
+    assert (State.PENDING, ["r-1", "r-2"]) == (store.get("r-1").state, sorted(store.pending_ids()))
+    refused = [e for e in audit_entries(r) if e["kind"] == "refused"]
+    assert [("cancel", canceller or "agent")] == [
+        (e["details"]["attempt"], e["actor"]) for e in refused
+    ]
+    assert "does not own request r-1" in refused[0]["details"]["reason"]
+    assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
+
+
+@pytest.mark.parametrize("spelling", ["BOT-7", " bot-7 ", "bot\u200b-7", "ｂｏｔ-７"])
+def test_cancel_matches_the_agent_in_any_spelling(
+    intake: IntakeConsumer, store: Store, r: redis.Redis, spelling: str
+) -> None:
+    """The owner check compares canonical ids (case, width, spaces, invisible characters)."""
+    xadd_raw(r, _valid("r-1", agent_id="bot-7"))
+    r.xadd("hitl:requests", {"cancel": '{"id": "r-1", "agent_id": "' + spelling + '"}'})
+    drain(intake)
+    assert State.CANCELLED == store.get("r-1").state
 
 
 def test_cancel_of_a_decided_request_is_refused_and_acknowledged(
@@ -453,7 +736,7 @@ def test_cancel_of_a_decided_request_is_refused_and_acknowledged(
     assert 0 == r.xpending("hitl:requests", "hitl-intake")["pending"]
 
 
-@pytest.mark.parametrize("payload", ["not json", '{"reason": "no id"}', "[1]"])
+@pytest.mark.parametrize("payload", ["not json", '{"reason": "no id"}', "[1]", "[" * 700])
 def test_malformed_cancel_is_dead_lettered(
     intake: IntakeConsumer, r: redis.Redis, payload: str
 ) -> None:

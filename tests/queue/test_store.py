@@ -284,7 +284,35 @@ def test_unreachable_redis_is_store_unavailable(settings: Any) -> None:
         redis.Redis(port=free_port(), decode_responses=True, retry=no_retry),
         signer=KEYRING,
     )
-    with pytest.raises(StoreUnavailable, match="nothing was written"):
+    with pytest.raises(StoreUnavailable, match="nothing was written") as info:
         dead.update("r-1", lambda _cur: Change(events=[AuditEvent("x", None, "y")]))
+    assert not info.value.maybe_committed
     with pytest.raises(StoreUnavailable, match="Redis is unreachable"):
         dead.pending_count()
+
+
+@pytest.mark.parametrize("error", [redis.ConnectionError, redis.TimeoutError])
+def test_a_reply_lost_after_exec_is_not_reported_as_nothing_written(
+    store: Store, r: redis.Redis, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    """EXEC reached Redis and committed, then the connection died before its reply: the error
+    says the change may have been committed and how to check, and nothing is retried blindly."""
+    _put(store, _record("r-1"))
+    real = redis.client.Pipeline._execute_transaction
+
+    def commit_then_lose_the_reply(self: Any, *args: Any, **kwargs: Any) -> Any:
+        real(self, *args, **kwargs)  # the server has executed the transaction ...
+        self.watching = True  # ... and the connection died while EXEC's reply was being read
+        raise error("Connection closed by server.")
+
+    monkeypatch.setattr(redis.client.Pipeline, "_execute_transaction", commit_then_lose_the_reply)
+    with pytest.raises(StoreUnavailable) as info:
+        _decide(store, "r-1")
+    monkeypatch.undo()
+    message = str(info.value)
+    assert info.value.maybe_committed
+    assert "may have been committed" in message
+    assert "`hitl show r-1`" in message
+    assert "nothing was written" not in message
+    assert (State.APPROVED, 1) == (store.get("r-1").state, r.llen("hitl:decision:r-1"))
+    assert ["submitted", "approved", "delivered"] == audit_kinds(r)

@@ -138,7 +138,7 @@ async def test_async_agent_submits_waits_and_cancels(
         service,
         OpenAuthority().evaluate,
         block_ms=0,
-        on_cancel=lambda rid, actor, reason: decider.cancel(rid, actor, reason),
+        on_cancel=decider.cancel_by_agent,
     )
     intake.ensure_group()
     async with AsyncClient(url=url(acl_server, "agent"), settings=AGENT) as agent:

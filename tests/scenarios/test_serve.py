@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -79,3 +81,63 @@ async def test_healthz_is_503_when_redis_is_down(settings: Settings) -> None:
         service.store.redis.close()
     assert (503, "unavailable", 503) == (resp.status, body["status"], again.status)
     assert "Redis is unreachable" in body["error"]
+
+
+async def _health(service: Service) -> tuple[int, dict[str, Any]]:
+    async with TestClient(TestServer(service.app)) as http:
+        resp = await http.get("/healthz")
+        return resp.status, await resp.json()
+
+
+async def test_a_failing_consumer_is_degraded_then_recovers(
+    service: Service, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An intake that keeps failing is reported degraded (200, with its error) and keeps running;
+    once the fault clears it stores again and /healthz is ok."""
+    [consumer] = service.consumers
+    real = consumer.run_once
+    broken = [True]
+
+    def failing(block_ms: int | None = None) -> int:
+        if broken[0]:
+            raise RuntimeError("disk on fire")
+        return real(block_ms)
+
+    monkeypatch.setattr(consumer, "run_once", failing)
+    service.start_intake()
+    await asyncio.to_thread(wait_until, lambda: consumer.failures >= 3, 10.0, "three failures")
+    status, body = await _health(service)
+    assert (200, "degraded") == (status, body["status"])
+    assert "RuntimeError: disk on fire" == body["intake"][0]["last_error"]
+    assert body["intake"][0]["alive"]
+    broken[0] = False
+    r.xadd("hitl:requests", {"request": '{"id": "r-1", "action": "x"}'})
+    await asyncio.to_thread(wait_until, lambda: service.store.find("r-1"), 10.0, "r-1 stored")
+    status, body = await _health(service)
+    assert (200, "ok", 0) == (status, body["status"], body["intake"][0]["failures"])
+
+
+async def test_a_dead_consumer_thread_is_reported_and_restarted(
+    service: Service, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer thread that ended makes /healthz degraded; the supervisor starts it again."""
+    [consumer] = service.consumers
+    real = consumer.run
+    calls: list[int] = []
+
+    def ends_once(stop: threading.Event) -> None:
+        calls.append(1)
+        if len(calls) > 1:
+            real(stop)
+
+    monkeypatch.setattr(consumer, "run", ends_once)
+    service.supervise_every_s = 3600.0  # the test calls supervise_once itself
+    service.start_intake()
+    await asyncio.to_thread(wait_until, lambda: not service.intake_alive(), 10.0, "thread ended")
+    status, body = await _health(service)
+    assert (200, "degraded", False) == (status, body["status"], body["intake"][0]["alive"])
+    assert 1 == await asyncio.to_thread(service.supervise_once)
+    r.xadd("hitl:requests", {"request": '{"id": "r-1", "action": "x"}'})
+    await asyncio.to_thread(wait_until, lambda: service.store.find("r-1"), 10.0, "r-1 stored")
+    status, body = await _health(service)
+    assert (200, "ok", 1) == (status, body["status"], body["intake_restarts"])
