@@ -415,6 +415,7 @@ def test_login_checks_the_token_and_saves_it_privately(
         json.loads(path.read_text()),
     )
     assert 1 == run("approve", "r-nope")[0]  # authenticated with the saved token: 404 is exit 1
+    assert (0, "0 pending (that you may decide)\n") == run("pending", "--mine")[:2]
     assert 1 == run("login", "--url", api_env.url, "--token", "hitl_bad.x")[0]
     assert (0, f"removed {path}\n") == run("logout")[:2]
     assert 2 == run("approve", "r-nope")[0]

@@ -24,7 +24,7 @@ log = logging.getLogger("hitl.api")
 
 def mount_api(service: ApiService, app: web.Application | None = None) -> Api:
     """Add the API's routes to ``app`` (default: ``service.app``). Returns the bound handlers."""
-    http: web.Application = app if app is not None else getattr(service, "app")  # noqa: B009 - the service's app is not part of what the handlers need
+    http = app if app is not None else service.app
     api = Api(service)
     for route in ROUTES:
         http.router.add_route(route.method, API_PREFIX + route.path, api.handler(route))
