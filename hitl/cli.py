@@ -2,18 +2,23 @@
 
 ::
 
-    hitl serve --port 3000               # intake + HTTP (/healthz; Slack/Teams/inbox mount here)
+    hitl serve --port 3000               # intake + HTTP (/healthz, /api/v1; Slack mounts here)
     hitl demo                            # embedded Redis + service + a scripted IT-ops agent
-    hitl pending --as bob                # what bob may decide
+    hitl tokens create bob               # an operator issues bob's personal API token
+    hitl login --url http://127.0.0.1:3000   # bob saves the URL and his token (or HITL_URL/TOKEN)
+    hitl pending --mine                  # what bob may decide (asks the service)
     hitl show ID
-    hitl approve ID --as bob --param amount=50 --reason "half is enough"
-    hitl reject ID --as bob --reason "not during the freeze"
+    hitl approve ID --param amount=50 --reason "half is enough"
+    hitl reject ID --reason "not during the freeze"
+    hitl override ID --reject --reason "incident 42"   # operator token: decides regardless
     hitl submit --json request.json [--wait 60]
     hitl audit verify [FILE.jsonl]       # the chain in Redis, or an exported file offline
     hitl audit export FILE.jsonl
 
-Every command takes ``--json`` for machine-readable output. Exit codes: 0 ok, 1 refused or
-failed check, 2 bad usage or input, 3 Redis unavailable.
+Decisions go through the service's HTTP API (:mod:`hitl.cli_api`) with the caller's token: the
+CLI never writes a decision to Redis, and the server's policy decides who may decide. Every
+command takes ``--json`` for machine-readable output. Exit codes: 0 ok, 1 refused or failed
+check, 2 bad usage or input, 3 Redis or the service unavailable.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import datetime
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,7 @@ from hitl.errors import (
     RefusedAttempt,
     StoreUnavailable,
 )
-from hitl.models import RequestRecord, Reviewer
+from hitl.models import RequestRecord
 
 __all__ = ["main"]
 
@@ -138,18 +143,6 @@ def _authority(args: argparse.Namespace) -> Any:
     return authority
 
 
-def _reviewer(args: argparse.Namespace, authority: Any) -> Reviewer:
-    user = args.as_user or os.environ.get("HITL_USER")
-    if not user:
-        raise InvalidRequest("who is deciding? pass --as NAME or set HITL_USER")
-    name = ""
-    lookup = getattr(authority, "reviewer", None)
-    if lookup is not None:
-        entry = lookup(user)
-        name = getattr(entry, "display_name", "") if entry is not None else ""
-    return Reviewer(user_id=user, display_name=name or "", channel="cli")
-
-
 def parse_param(
     text: str, schema: dict[str, Any] | None, current: dict[str, Any] | None = None
 ) -> tuple[str, Any]:
@@ -210,6 +203,8 @@ def cmd_pending(args: argparse.Namespace) -> int:
 
     if args.offset < 0 or args.limit < 1:
         raise InvalidRequest("--offset must be 0 or more and --limit 1 or more")
+    if os.environ.get("HITL_URL") or args.mine:  # --mine: the token's reviewer, per the service
+        return _pending_via_api(args)
     store = _store(args, signer=False)
     authority = _authority(args)
     who = args.as_user or os.environ.get("HITL_USER")
@@ -246,6 +241,25 @@ def cmd_pending(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pending_via_api(args: argparse.Namespace) -> int:
+    from hitl.cli_api import pending_via_api
+
+    page = pending_via_api(args)
+    records = [RequestRecord.model_validate(r) for r in page["requests"]]
+    rows = [
+        f"{r.id:<34} {r.verdict.risk.value:<8} {len(r.approvals)}/{r.verdict.approvals}  "
+        f"{_when(r.deadline):<20} {_short(r.request.title, 50)}"
+        for r in records
+    ]
+    header = f"{page['total']} pending ({'that you may decide' if args.mine else 'all'})"
+    if rows:
+        header += f"\n{'ID':<34} {'RISK':<8} VOTES {'DEADLINE':<20} SUMMARY\n" + "\n".join(rows)
+    if page.get("next_offset") is not None:
+        header += f"\n... more: --offset {page['next_offset']}"
+    _out(args, header, page)
+    return EXIT_OK
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     from hitl.handlers import stats
 
@@ -277,83 +291,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     record = _store(args, signer=False).get(args.id)
     _out(args, describe(record), _record_json(record))
-    return EXIT_OK
-
-
-def _decide(args: argparse.Namespace, act: Callable[[Any, Reviewer], Any]) -> int:
-    from hitl.handlers import Decider
-
-    store = _store(args)
-    authority = _authority(args)
-    reviewer = _reviewer(args, authority)
-    before = store.find(args.id)
-    version = getattr(authority, "version", "")
-    if before is not None and version and before.verdict.policy_version not in ("", version):
-        print(
-            f"hitl: note: {args.id} was classified under policy {before.verdict.policy_version}; "
-            f"this command authorizes with {version} (give --policy / HITL_POLICY the file that "
-            "`hitl serve` uses)",
-            file=sys.stderr,
-        )
-    result = act(Decider(store, authority), reviewer)
-    data = {"id": result.record.id, "state": result.record.state.value, "message": result.message}
-    if result.decision is not None:
-        data["decision"] = result.decision.model_dump(mode="json")
-    human = f"{result.record.id}: {result.message}"
-    lost = [v for v in (before.votes if before else []) if v not in result.record.votes]
-    if lost and result.decision is None:
-        voided = ", ".join(v.reviewer.display_name or v.reviewer.user_id for v in lost)
-        human += f"\n  earlier approvals ({voided}) were for other params and are void"
-    glass = result.record.break_glass
-    if glass is not None and glass.acked_by is None:
-        human += (
-            f"\n  BREAK-GLASS: a second person must run `hitl ack {result.record.id}` by "
-            f"{_when(glass.ack_deadline)}, or the missed acknowledgement is raised as an alert"
-        )
-    _out(args, human, data)
-    return EXIT_OK
-
-
-def cmd_approve(args: argparse.Namespace) -> int:
-    if args.break_glass:
-        from hitl.handlers.breakglass import break_glass
-
-        if args.param:
-            raise InvalidRequest("--break-glass approves the params as requested; drop --param")
-        return _decide(args, lambda d, r: break_glass(d, args.id, r, args.reason or ""))
-    if not args.param:
-        return _decide(args, lambda d, r: d.approve(args.id, r, args.reason or ""))
-    store = _store(args)
-    record = store.get(args.id)
-    params = dict(parse_param(p, record.request.param_schema, record.params) for p in args.param)
-    return _decide(args, lambda d, r: d.modify(args.id, r, params, args.reason or ""))
-
-
-def cmd_ack(args: argparse.Namespace) -> int:
-    from hitl.handlers import Decider
-    from hitl.handlers.breakglass import acknowledge
-
-    authority = _authority(args)
-    reviewer = _reviewer(args, authority)
-    record = acknowledge(Decider(_store(args), authority), args.id, reviewer)
-    _out(
-        args,
-        f"{args.id}: break-glass approval acknowledged by {reviewer.user_id}",
-        _record_json(record),
-    )
-    return EXIT_OK
-
-
-def cmd_reject(args: argparse.Namespace) -> int:
-    return _decide(args, lambda d, r: d.reject(args.id, r, args.reason))
-
-
-def cmd_cancel(args: argparse.Namespace) -> int:
-    from hitl.handlers import Decider
-
-    who = args.as_user or os.environ.get("HITL_USER") or "cli"
-    result = Decider(_store(args), _authority(args)).cancel(args.id, who, args.reason or "")
-    _out(args, f"{args.id}: {result.message}", {"id": args.id, "message": result.message})
     return EXIT_OK
 
 
@@ -599,6 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pending", parents=[common], help="list pending requests")
     p.add_argument("--as", dest="as_user", help="only what this reviewer may decide ($HITL_USER)")
     p.add_argument("--all", action="store_true", help="every pending request")
+    p.add_argument(
+        "--mine", action="store_true", help="with HITL_URL: only what your token may decide"
+    )
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_pending)
@@ -611,34 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.set_defaults(func=cmd_show)
 
-    p = sub.add_parser("approve", parents=[common], help="approve (optionally with changed params)")
-    p.add_argument("id")
-    p.add_argument("--as", dest="as_user", help="reviewer (default $HITL_USER)")
-    p.add_argument("--reason", default="")
-    p.add_argument("--param", action="append", default=[], metavar="K=V", help="modify a param")
-    p.add_argument(
-        "--break-glass",
-        action="store_true",
-        help="emergency: approve alone (needs --reason; a second person must `hitl ack` in time)",
-    )
-    p.set_defaults(func=cmd_approve)
+    from hitl.cli_api import add_decide_subparsers
 
-    p = sub.add_parser("ack", parents=[common], help="acknowledge a break-glass approval")
-    p.add_argument("id")
-    p.add_argument("--as", dest="as_user", help="reviewer (default $HITL_USER)")
-    p.set_defaults(func=cmd_ack)
-
-    p = sub.add_parser("reject", parents=[common], help="reject with a reason")
-    p.add_argument("id")
-    p.add_argument("--as", dest="as_user", help="reviewer (default $HITL_USER)")
-    p.add_argument("--reason", required=True)
-    p.set_defaults(func=cmd_reject)
-
-    p = sub.add_parser("cancel", parents=[common], help="withdraw a pending request")
-    p.add_argument("id")
-    p.add_argument("--as", dest="as_user")
-    p.add_argument("--reason", default="")
-    p.set_defaults(func=cmd_cancel)
+    add_decide_subparsers(sub)  # approve, reject, ack, cancel, override, login, logout: the API
 
     p = sub.add_parser("submit", parents=[common], help="queue an ApprovalRequest from JSON")
     p.add_argument("--json-file", "--file", dest="json_file", required=True, metavar="FILE")
@@ -686,8 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_subparser(sub)
     from hitl.cli_keys import add_subparser as add_keys
+    from hitl.cli_tokens import add_subparser as add_tokens
 
     add_keys(sub)
+    add_tokens(sub)
     return parser
 
 
@@ -704,6 +621,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = _fix_submit_json_flag(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     args = parser.parse_args(args_list)
+    from hitl.cli_api import Unreachable
+
     try:
         return int(args.func(args))
     except InvalidRequest as exc:
@@ -715,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RefusedAttempt as exc:
         print(f"hitl: refused: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, Unreachable) as exc:
         print(f"hitl: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except ConfigError as exc:

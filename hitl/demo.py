@@ -3,9 +3,11 @@
 An infrastructure agent (the article's "Enterprise IT Operations Agent") asks to list instances,
 stop instances on dev and production, delete a volume, change a security group and refund a
 customer. The shipped policy routes each one; scripted reviewers answer the ones that need a
-human (each step prints the equivalent ``hitl`` command), and the demo ends by verifying the
-audit chain. With ``--interactive`` the requests stay pending for you to decide with
-``hitl pending`` / ``hitl approve`` / ``hitl reject`` in another terminal.
+human (each step prints the equivalent ``hitl`` command: the reviewer's personal token and the
+service's API), and the demo ends by verifying the audit chain. With ``--interactive`` the
+requests stay pending, and the demo issues a token for each sample reviewer (alice .. frank) and
+prints the commands to decide with them in another terminal
+(``HITL_URL=... HITL_TOKEN=... hitl approve ID``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hitl.queue.embedded import EmbeddedServer
 __all__ = ["SCENARIO", "run_demo"]
 
 REQUESTER = "alice"
+REVIEWERS = ["alice", "bob", "carol", "dave", "erin", "frank"]
 
 SCENARIO: list[dict[str, Any]] = [
     {
@@ -146,8 +149,16 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
     )
     serving.start()
     _say(
-        f"== service: intake + http://127.0.0.1:{port}/healthz, policy {service.authority.version}"
+        f"== service: intake + http://127.0.0.1:{port}/healthz and /api/v1, policy "
+        f"{service.authority.version}"
     )
+    url = f"http://127.0.0.1:{port}"
+    tokens = _issue_tokens(service, url) if interactive else {}
+    if not interactive:
+        _say(
+            f"== reviewers decide with personal tokens (`hitl tokens create bob` -> $BOB) through "
+            f"the API: HITL_URL={url} HITL_TOKEN=$BOB hitl approve ID"
+        )
     results: dict[int, Decision | Exception] = {}
     client = Client(settings=settings, agent_id="it-ops-agent")
     run_id = time.strftime("%H%M%S")
@@ -180,7 +191,11 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
                 _report(results.pop(n, None))
                 continue
             if interactive:
-                _say(f"  pending: decide it with `hitl show {rid}` / `hitl approve {rid} --as ...`")
+                who = _who_may_decide(service, record, tokens)
+                _say(
+                    f"  pending: `hitl show {rid}`; decide it with\n"
+                    f"    HITL_URL={url} HITL_TOKEN=${who.upper()} hitl approve {rid}"
+                )
                 continue
             if step.get("silence"):
                 _say(f"  ... nobody answers within timeout_s={step['timeout_s']}s")
@@ -238,13 +253,13 @@ def _review(
 ) -> None:
     entry = getattr(service.authority, "reviewer", lambda _u: None)(who)
     name = getattr(entry, "display_name", "") or who
-    reviewer = Reviewer(user_id=who, display_name=name, channel="cli")
+    reviewer = Reviewer(user_id=who, display_name=name, channel="api")
     cmd: dict[str, Callable[[], Any]] = {
         "approve": lambda: service.decider.approve(rid, reviewer, reason),
         "reject": lambda: service.decider.reject(rid, reviewer, reason),
         "modify": lambda: service.decider.modify(rid, reviewer, params or {}, reason),
     }
-    shown = f"hitl {'approve' if act == 'modify' else act} {rid} --as {who}"
+    shown = f"HITL_TOKEN=${who.upper()} hitl {'approve' if act == 'modify' else act} {rid}"
     shown += "".join(f" --param {k}={v}" for k, v in (params or {}).items())
     shown += f' --reason "{reason}"' if reason else ""
     time.sleep(0.3)
@@ -253,6 +268,37 @@ def _review(
         _say(f"  $ {shown}\n    -> {result.message}")
     except RefusedAttempt as exc:
         _say(f"  $ {shown}\n    -> refused: {exc}")
+
+
+def _issue_tokens(service: Any, url: str) -> dict[str, str]:
+    """A one-day token per sample reviewer, made by the code behind `hitl tokens create`."""
+    from hitl.handlers.tokens import Directory, issue
+    from hitl.queue.tokens import TokenRecords
+
+    authority = service.authority
+    directory = authority if isinstance(authority, Directory) else None
+    records = TokenRecords(service.store)
+    tokens: dict[str, str] = {}
+    _say("== reviewer tokens (as `hitl tokens create NAME --expires 1` makes them); paste:")
+    _say(f"export HITL_URL={url}")
+    for who in REVIEWERS:
+        try:
+            token, _ = issue(records, service.keyring, directory, who, actor="demo", expires_days=1)
+        except HitlError as exc:  # a custom policy without the sample people
+            _say(f"# no token for {who}: {exc}")
+            continue
+        tokens[who] = token
+        _say(f"export {who.upper()}={token}")
+    _say("then e.g.: HITL_TOKEN=$BOB hitl pending --mine / HITL_TOKEN=$BOB hitl approve ID")
+    return tokens
+
+
+def _who_may_decide(service: Any, record: Any, tokens: dict[str, str]) -> str:
+    """A sample reviewer whose token the policy accepts for this request (for the hint)."""
+    for who in tokens:
+        if service.authority.can_decide(record.verdict, who, record.request.requested_by):
+            return who
+    return next(iter(tokens), "YOU")
 
 
 def _report(result: Decision | Exception | None) -> None:

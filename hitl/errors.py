@@ -7,6 +7,7 @@ approval in ``except hitl.HitlError``::
     ├── ConfigError              bad settings, bad policy file, missing secret
     ├── InvalidRequest           an ApprovalRequest (or params, or a reason) failed validation
     ├── NotFound                 no request with that id
+    ├── Unauthenticated          an API token is missing, malformed, forged, expired or revoked
     ├── RefusedAttempt           a reviewer's action was refused (and audited)
     │   ├── AlreadyDecided       the request is terminal: carries who decided and when
     │   ├── NotAuthorized        wrong role, self-approval, already voted
@@ -40,6 +41,7 @@ __all__ = [
     "SignatureError",
     "StaleApproval",
     "StoreUnavailable",
+    "Unauthenticated",
 ]
 
 
@@ -61,6 +63,10 @@ class InvalidRequest(HitlError):
 
 class NotFound(HitlError):
     """No request with that id exists (or it has been purged)."""
+
+
+class Unauthenticated(HitlError):
+    """The caller did not prove who they are (no token, or one the service does not accept)."""
 
 
 class RefusedAttempt(HitlError):

@@ -319,8 +319,10 @@ class Service:
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload_policy)
             )
+        from hitl.bot.api import mount_api
         from hitl.bot.slack import mount_slack
 
+        self.api = mount_api(self)  # /api/v1: the CLI's and scripts' way to decide
         self.slack = mount_slack(self)  # None without SLACK_* settings
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -15,6 +16,9 @@ from hitl.keys import KeyRing
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
 from tests.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from tests.api_server import ApiServer
 
 KEYRING = KeyRing.generate()
 """One signing keyring for the whole run (the service's; agents get ``KEYRING.public()``)."""
@@ -67,6 +71,26 @@ def intake(store: Store, decider: Decider) -> Iterator[IntakeConsumer]:
 
 
 @pytest.fixture
+def api(settings: Settings, store: Store) -> Iterator[ApiServer]:
+    """``hitl serve``'s HTTP API (shipped policy, the run's keyring) on a free port."""
+    from hitl.service import Service
+    from tests.api_server import ApiServer
+
+    service = Service(settings, store=store)
+    with ApiServer(service) as server:
+        yield server
+    for consumer in service.consumers:
+        consumer.close()
+
+
+@pytest.fixture
+def api_env(env: None, api: ApiServer, monkeypatch: pytest.MonkeyPatch) -> ApiServer:
+    """The CLI's environment plus ``HITL_URL`` of the running API (tokens: set HITL_TOKEN)."""
+    monkeypatch.setenv("HITL_URL", api.url)
+    return api
+
+
+@pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer, tmp_path: Path) -> None:
     """The CLI's environment: HITL_REDIS_URL and HITL_SIGNING_KEY_FILE for the test Redis (an
     operator's); no HITL_POLICY."""
@@ -105,3 +129,4 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith(("HITL_", "SLACK_")):
             monkeypatch.delenv(key)
     monkeypatch.setenv("HITL_DATA_DIR", str(tmp_path / "hitl-data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no saved `hitl login`

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from hitl.models import State
 from hitl.queue.audit import AuditEvent
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
+from tests.api_server import ApiServer
 from tests.conftest import KEYRING, keyring_file
 from tests.redis_server import free_port
-from tests.scenarios.helpers import consuming, drain, xadd_raw
+from tests.scenarios.helpers import audit_kinds, consuming, drain, run_in_thread, xadd_raw
 
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
 
@@ -123,19 +125,32 @@ def test_show_unknown_id_exits_1(run: Any) -> None:
     assert "hitl: no request 'nope' (check the id with `hitl pending`)\n" == err
 
 
-# -- approve / reject / cancel -----------------------------------------------------------------
+# -- approve / reject / cancel (through the API, with tokens) ---------------------------------
+
+
+@pytest.fixture
+def as_(api_env: ApiServer, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``as_("bob")``: the CLI runs with a token the operator issued to bob (HITL_TOKEN)."""
+
+    def use(who: str, *, operator: bool = False) -> str:
+        token = api_env.token(who, operator=operator)
+        monkeypatch.setenv("HITL_TOKEN", token)
+        return token
+
+    return use
 
 
 def test_approve_human_and_json(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """approve prints who decided and when; --json gives the signed decision."""
     _submit(r, pintake, "r-1")
     _submit(r, pintake, "r-2")
-    code, out, err = run("approve", "r-1", "--as", "bob", "--reason", "checked")
+    as_("bob")
+    code, out, err = run("approve", "r-1", "--reason", "checked")
     assert (0, "") == (code, err)
     assert re.fullmatch(rf"r-1: approved by Bob Brown \(bob\) at {WHEN}\n", out)
-    code, out, _err = run("approve", "r-2", "--as", "bob", "--json")
+    code, out, _err = run("approve", "r-2", "--json")
     data = json.loads(out)
     assert (0, "r-2", "approved", "approved") == (
         code,
@@ -143,7 +158,7 @@ def test_approve_human_and_json(
         data["state"],
         data["decision"]["outcome"],
     )
-    assert ("cli", "manager") == (
+    assert ("api", "manager") == (
         data["decision"]["reviewers"][0]["channel"],
         data["decision"]["reviewers"][0]["role"],
     )
@@ -151,20 +166,13 @@ def test_approve_human_and_json(
 
 
 def test_approve_with_params(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """--param k=v modifies (JSON-typed values) and approves; show marks what changed."""
     _submit(r, pintake, "r-1")
+    as_("bob")
     code, out, _err = run(
-        "approve",
-        "r-1",
-        "--as",
-        "bob",
-        "--param",
-        "amount=50",
-        "--param",
-        "table=refunds",
-        "--json",
+        "approve", "r-1", "--param", "amount=50", "--param", "table=refunds", "--json"
     )
     decision = json.loads(out)["decision"]
     assert (
@@ -182,12 +190,13 @@ def test_approve_with_params(
 
 
 def test_param_typos_and_type_changes_exit_2(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """--param with an unknown name or another type is refused (exit 2) and changes nothing."""
     _submit(r, pintake, "r-1")
+    as_("bob")
     for bad in ("amont=50", "amount=lots", "amount=1e400", 'amount="150"'):
-        code, _out, err = run("approve", "r-1", "--as", "bob", "--param", bad)
+        code, _out, err = run("approve", "r-1", "--param", bad)
         assert (2, "cannot modify") == (code, err.split(": ", 2)[1] if ": " in err else err)
     assert {"table": "orders", "amount": 100} == store.get("r-1").params
 
@@ -203,12 +212,14 @@ def test_param_values_follow_the_schema() -> None:
 
 
 def test_second_approval_is_refused_with_exit_1(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer
 ) -> None:
     """A late click says who decided and when, on stderr, with exit code 1."""
     _submit(r, pintake, "r-1")
-    run("approve", "r-1", "--as", "bob")
-    code, out, err = run("approve", "r-1", "--as", "frank")
+    as_("bob")
+    run("approve", "r-1")
+    as_("frank")
+    code, out, err = run("approve", "r-1")
     assert (1, "") == (code, out)
     assert re.fullmatch(
         rf"hitl: refused: request r-1 is already approved by Bob Brown \(bob\) at {WHEN}\n", err
@@ -216,55 +227,79 @@ def test_second_approval_is_refused_with_exit_1(
 
 
 def test_unauthorized_reviewer_is_refused(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """A reviewer without the role gets exit 1 and the policy's explanation."""
     _submit(r, pintake, "r-1")
-    code, _out, err = run("approve", "r-1", "--as", "alice")
+    as_("alice")
+    code, _out, err = run("approve", "r-1")
     assert 1 == code
     assert "hitl: refused: Alice Adams made this request and cannot approve it" in err
-    code, _out, err = run("approve", "r-1", "--as", "carol")
+    as_("carol")
+    code, _out, err = run("approve", "r-1")
     assert (1, True) == (code, "needs a reviewer with role 'manager'" in err)
     assert State.PENDING == store.get("r-1").state
 
 
-def test_reject_human_and_json(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
+def test_reject_human_and_json(run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """reject prints the outcome; --json has the state and the reason."""
     _submit(r, pintake, "r-1")
     _submit(r, pintake, "r-2")
-    code, out, _err = run("reject", "r-1", "--as", "bob", "--reason", "not during the freeze")
+    as_("bob")
+    code, out, _err = run("reject", "r-1", "--reason", "not during the freeze")
     assert (0, True) == (code, out.startswith("r-1: rejected by Bob Brown (bob) at "))
-    data = json.loads(run("reject", "r-2", "--as", "bob", "--reason", "no", "--json")[1])
+    data = json.loads(run("reject", "r-2", "--reason", "no", "--json")[1])
     assert ("rejected", "no") == (data["state"], data["decision"]["reason"])
 
 
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["reject", "r-1", "--as", "bob", "--reason", " "], "a rejection needs a reason"),
-        (["approve", "r-1"], "who is deciding? pass --as NAME or set HITL_USER"),
-        (["approve", "r-1", "--as", "bob", "--param", "amount"], "write it as name=value"),
-        (["reject", "r-1", "--as", "bob", "--reason", "x" * 3001], "keep it under 3000"),
+        (["reject", "r-1", "--reason", " "], "a rejection needs a reason"),
+        (["approve", "r-1", "--param", "amount"], "write it as name=value"),
+        (["reject", "r-1", "--reason", "x" * 3001], "keep it under 3000"),
+        (["approve", "r-1", "--as", "bob"], "identity comes from your token"),
+        (["approve", "r-1", "--policy", "p.yaml"], "the server authorizes with its own policy"),
+        (["approve", "r-1", "--break-glass", "--param", "amount=1"], "drop --param"),
     ],
 )
 def test_bad_input_exits_2(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store, argv: list[str], words: str
+    run: Any,
+    as_: Any,
+    r: redis.Redis,
+    pintake: IntakeConsumer,
+    store: Store,
+    argv: list[str],
+    words: str,
 ) -> None:
     """Bad input is exit code 2 with a message saying what to fix; nothing changes."""
     _submit(r, pintake, "r-1")
+    as_("bob")
     code, out, err = run(*argv)
     assert (2, "") == (code, out)
     assert words in err
     assert State.PENDING == store.get("r-1").state
 
 
+def test_deciding_without_url_or_token_says_what_to_set(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """No HITL_URL / HITL_TOKEN (and no `hitl login`): exit 2 naming what to set."""
+    _submit(r, pintake, "r-1")
+    code, _out, err = run("approve", "r-1")
+    assert 2 == code
+    assert "HITL_URL and HITL_TOKEN not set" in err and "hitl login" in err
+    assert State.PENDING == store.get("r-1").state
+
+
 def test_param_against_the_schema_exits_2(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer
 ) -> None:
     """A --param that breaks param_schema names the field."""
     schema = {"type": "object", "properties": {"amount": {"type": "number", "maximum": 100}}}
     _submit(r, pintake, "r-1", param_schema=schema)
-    code, _out, err = run("approve", "r-1", "--as", "bob", "--param", "amount=500")
+    as_("bob")
+    code, _out, err = run("approve", "r-1", "--param", "amount=500")
     assert 2 == code
     assert "amount: 500 is greater than the maximum of 100" in err
 
@@ -272,16 +307,150 @@ def test_param_against_the_schema_exits_2(
 def test_reject_without_reason_is_a_usage_error(run: Any) -> None:
     """argparse refuses ``reject`` without --reason (exit status 2)."""
     with pytest.raises(SystemExit) as info:
-        run("reject", "r-1", "--as", "bob")
+        run("reject", "r-1")
     assert 2 == info.value.code
 
 
-def test_cancel(run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store) -> None:
-    """cancel withdraws a pending request."""
+def test_cancel_needs_an_operator_token(
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """cancel withdraws a pending request with an operator token; a reviewer's is refused."""
     _submit(r, pintake, "r-1")
-    code, out, _err = run("cancel", "r-1", "--as", "agent-1", "--reason", "re-planned")
-    assert (0, True) == (code, out.startswith("r-1: cancelled by agent-1 at "))
+    as_("bob")
+    code, _out, err = run("cancel", "r-1", "--reason", "re-planned")
+    assert (1, True) == (code, "needs an operator token" in err)
+    as_("ops", operator=True)
+    code, out, _err = run("cancel", "r-1", "--reason", "re-planned")
+    assert (0, True) == (code, out.startswith("r-1: cancelled by ops at "))
     assert State.CANCELLED == store.get("r-1").state
+
+
+def test_override_with_an_operator_token(
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+) -> None:
+    """`hitl override ID --reject --reason R` decides at once and says it was an override."""
+    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    as_("frank")
+    assert 1 == run("override", "r-1", "--approve", "--reason", "x")[0]
+    as_("ops", operator=True)
+    code, out, _err = run("override", "r-1", "--reject", "--reason", "incident 42", "--json")
+    data = json.loads(out)
+    assert (0, "rejected", "OPERATOR OVERRIDE: incident 42") == (
+        code,
+        data["state"],
+        data["decision"]["reason"],
+    )
+    assert "operator_override" in audit_kinds(r, "r-1")
+
+
+def test_break_glass_and_ack(run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
+    """approve --break-glass approves alone and says who must ack by when; ack records it."""
+    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    as_("bob")
+    code, out, _err = run("approve", "r-1", "--break-glass", "--reason", "prod is down")
+    assert (0, True) == (code, "BREAK-GLASS: a second person must run `hitl ack r-1` by" in out)
+    as_("carol")
+    code, out, _err = run("ack", "r-1")
+    assert (0, "r-1: break-glass approval acknowledged by Carol Chen\n") == (code, out)
+
+
+def test_pending_through_the_api(
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer
+) -> None:
+    """With HITL_URL, pending asks the service; --mine is what the token's reviewer may decide."""
+    _submit(r, pintake, "theirs")
+    _submit(r, pintake, "bobs", requested_by="bob")
+    as_("bob")
+    assert "2 pending (all)" == run("pending")[1].splitlines()[0]
+    code, out, _err = run("pending", "--mine", "--json")
+    assert (0, ["theirs"]) == (code, [x["id"] for x in json.loads(out)["requests"]])
+    assert 2 == run("pending", "--as", "carol")[0]
+
+
+def test_unreachable_service_exits_3(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody listens at HITL_URL: exit 3, and the message says nothing was sent."""
+    _submit(r, pintake, "r-1")
+    monkeypatch.setenv("HITL_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("HITL_TOKEN", "hitl_x.y")
+    code, _out, err = run("approve", "r-1")
+    assert (3, True) == (code, "nothing was sent" in err)
+
+
+def test_a_connection_lost_after_sending_says_the_outcome_is_unknown(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service reads the request and hangs up: exit 3, the outcome is unknown, check with
+    `hitl show ID` (never "nothing was written")."""
+    _submit(r, pintake, "r-1")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def swallow() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)  # the whole request arrived ...
+
+        monkeypatch.setenv("HITL_URL", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        monkeypatch.setenv("HITL_TOKEN", "hitl_x.y")
+        with run_in_thread(swallow):
+            code, _out, err = run("approve", "r-1")
+    assert 3 == code
+    assert "the outcome is unknown" in err and "`hitl show r-1`" in err
+    assert "nothing was written" not in err
+
+
+def test_login_checks_the_token_and_saves_it_privately(
+    run: Any, api_env: ApiServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """login calls /whoami, saves URL + token with mode 0600; later commands use it; logout."""
+    token = api_env.token("bob")
+    monkeypatch.delenv("HITL_URL")
+    code, out, _err = run("login", "--url", api_env.url, "--token", token)
+    path = tmp_path / "config" / "hitl" / "credentials.json"
+    assert (0, True) == (code, "as Bob Brown (bob, reviewer)" in out)
+    assert (0o600, {"url": api_env.url, "token": token}) == (
+        path.stat().st_mode & 0o777,
+        json.loads(path.read_text()),
+    )
+    assert 1 == run("approve", "r-nope")[0]  # authenticated with the saved token: 404 is exit 1
+    assert (0, "0 pending (that you may decide)\n") == run("pending", "--mine")[:2]
+    assert 1 == run("login", "--url", api_env.url, "--token", "hitl_bad.x")[0]
+    assert (0, f"removed {path}\n") == run("logout")[:2]
+    assert 2 == run("approve", "r-nope")[0]
+
+
+def test_tokens_create_list_revoke(
+    run: Any, api_env: ApiServer, r: redis.Redis, pintake: IntakeConsumer, store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """An operator issues a token (printed once), lists it (never the token), revokes it; the
+    revoked token is refused (exit 1) and nothing is decided with it."""
+    _submit(r, pintake, "r-1")
+    code, out, _err = run("tokens", "create", "BOB@example.com", "--label", "laptop", "--json")
+    made = json.loads(out)
+    assert (0, "bob", "reviewer", "laptop") == (code, made["sub"], made["role"], made["label"])
+    listed = run("tokens", "list")[1]
+    assert made["tid"] in listed and made["token"] not in listed
+    assert (0, True) == (lambda c: (c[0], "revoked" in c[1]))(run("tokens", "revoke", made["tid"]))
+    monkeypatch.setenv("HITL_TOKEN", made["token"])
+    code, _out, err = run("approve", "r-1")
+    assert (1, True) == (code, "the token was revoked" in err)
+    assert State.PENDING == store.get("r-1").state
+    assert ["token_created", "token_revoked", "token_refused"] == [
+        k for k in audit_kinds(r) if k.startswith("token_")
+    ]
+
+
+def test_tokens_create_refuses_a_name_outside_the_directory(run: Any, r: redis.Redis) -> None:
+    """A reviewer token for a name the server's policy does not know is refused (exit 2);
+    an operator token may name a service account."""
+    code, _out, err = run("tokens", "create", "eve1")
+    assert (2, True) == (code, "'eve1' is not in the server policy's reviewer directory" in err)
+    assert 0 == run("tokens", "create", "eve1", "--operator")[0]
+    assert ["token_created"] == [k for k in audit_kinds(r) if k.startswith("token_")]
 
 
 # -- submit ------------------------------------------------------------------------------------
@@ -382,18 +551,19 @@ def test_dead_letter_cap_is_a_setting(monkeypatch: pytest.MonkeyPatch, settings:
 
 
 def test_audit_verify_and_export(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer, tmp_path: Path
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, tmp_path: Path
 ) -> None:
     """verify checks Redis against its head; export writes a file that verifies offline."""
+    as_("bob")  # the token's creation is the first entry
     _submit(r, pintake, "r-1")
-    run("approve", "r-1", "--as", "bob")
+    assert 0 == run("approve", "r-1")[0]
     code, out, _err = run("audit", "verify")
-    assert (0, True) == (code, out.startswith("OK: 4 entries, head seq 4 hash "))
+    assert (0, True) == (code, out.startswith("OK: 5 entries, head seq 5 hash "))
     data = json.loads(run("audit", "verify", "--json")[1])
-    assert (True, 4, None) == (data["ok"], data["entries"], data["first_bad_seq"])
+    assert (True, 5, None) == (data["ok"], data["entries"], data["first_bad_seq"])
 
     code, out, _err = run("audit", "checkpoint")
-    assert (0, True) == (code, out.startswith("checkpoint seq 4 hash "))
+    assert (0, True) == (code, out.startswith("checkpoint seq 5 hash "))
     assert (0, "the chain has not moved since the last checkpoint\n") == run("audit", "checkpoint")[
         :2
     ]
@@ -404,9 +574,9 @@ def test_audit_verify_and_export(
         code,
         out.splitlines()[1],
     )
-    assert 5 == len(path.read_text().splitlines())  # 4 entries and their checkpoint
+    assert 6 == len(path.read_text().splitlines())  # 5 entries and their checkpoint
     code, out, _err = run("audit", "verify", str(path), "--head", head)
-    assert (0, True) == (code, "anchored by 1 signed checkpoints up to seq 4" in out)
+    assert (0, True) == (code, "anchored by 1 signed checkpoints up to seq 5" in out)
 
 
 def test_audit_verify_pages_through_long_chains(run: Any, store: Store) -> None:
@@ -435,7 +605,6 @@ def test_audit_verify_with_other_public_keys_fails(
     [
         ["pending"],
         ["show", "r-1"],
-        ["approve", "r-1", "--as", "bob"],
         ["audit", "verify"],
         ["dead"],
     ],
@@ -464,7 +633,7 @@ def test_server_status_does_not_start_a_server(run: Any, tmp_path: Path) -> None
 def test_configuration_errors_exit_2(run: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bad setting is exit 2 with a message naming it."""
     monkeypatch.setenv("HITL_SIGNING_KEY_FILE", "/nonexistent/keys.json")
-    code, _out, err = run("approve", "r-1", "--as", "bob")
+    code, _out, err = run("tokens", "create", "bob")
     assert (
         2,
         "hitl: configuration: signing key file /nonexistent/keys.json: No such file or directory\n",
@@ -531,17 +700,49 @@ def test_online_verify_also_checks_a_given_head(
 
 
 def test_stats_reports_the_articles_metrics(
-    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
+    run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """stats: escalation rate (needed a human), approval rate and review latency, as JSON."""
     _submit(r, pintake, "auto-1", action="list_instances", params={"region": "eu"})
     _submit(r, pintake, "r-1")
     _submit(r, pintake, "r-2")
-    assert 0 == run("approve", "r-1", "--as", "bob")[0]
-    assert 0 == run("reject", "r-2", "--as", "bob", "--reason", "no")[0]
+    as_("bob")
+    assert 0 == run("approve", "r-1")[0]
+    assert 0 == run("reject", "r-2", "--reason", "no")[0]
     code, out, _err = run("stats", "--json")
     figures = json.loads(out)
     assert (0, 3, 1, 2) == (code, figures["decisions"], figures["auto"], figures["needed_a_human"])
     assert (0.5, 0.6667) == (figures["approval_rate"], figures["escalation_rate"])
     assert figures["latency"]["decision_p50_s"] is not None
     assert "escalation rate 66.7%" in run("stats")[1]
+
+
+# -- the attack: a local policy and an invented identity ---------------------------------------
+
+
+def _attacker_policy(tmp_path: Path) -> Path:
+    """The shipped policy with two invented compliance officers, as an attacker would write it."""
+    import hitl.policies
+
+    text = (Path(hitl.policies.__file__).parent / "default.yaml").read_text(encoding="utf-8")
+    eves = "".join(
+        f"  - id: {who}\n    display_name: {who}\n    roles: [compliance, manager]\n"
+        for who in ("eve1", "eve2")
+    )
+    path = tmp_path / "attacker.yaml"
+    path.write_text(text.replace("reviewers:\n", "reviewers:\n" + eves, 1), encoding="utf-8")
+    return path
+
+
+def test_a_local_policy_and_invented_reviewers_cannot_approve(
+    run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store, tmp_path: Path
+) -> None:
+    """`approve ID --policy attacker.yaml --as eve1`, then eve2, on a critical two-person request:
+    exit 2 each time, and the request is still pending with no votes."""
+    path = _attacker_policy(tmp_path)
+    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    for eve in ("eve1", "eve2"):
+        code, out, err = run("approve", "r-1", "--policy", str(path), "--as", eve)
+        assert (2, "") == (code, out)
+        assert "identity comes from your token (HITL_TOKEN or `hitl login`), not --as" in err
+    assert (State.PENDING, []) == (store.get("r-1").state, store.get("r-1").votes)

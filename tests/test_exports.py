@@ -68,6 +68,7 @@ def test_exception_tree() -> None:
         "StaleApproval": "HitlError",
         "AuditError": "HitlError",
         "StoreUnavailable": "HitlError",
+        "Unauthenticated": "HitlError",
     }
     assert sorted([*parents, "HitlError"]) == sorted(errors.__all__)
     assert parents == {name: getattr(errors, name).__bases__[0].__name__ for name in parents}

@@ -260,10 +260,13 @@ class Decider:
 
     # -- cancel --------------------------------------------------------------------------------
 
-    def cancel(self, request_id: str, actor: str, reason: str = "") -> Result:
-        """The agent withdraws its request (it re-planned, or its user gave up)."""
+    def cancel(
+        self, request_id: str, actor: str, reason: str = "", *, channel: str = "agent"
+    ) -> Result:
+        """The agent withdraws its request (it re-planned, or its user gave up); or an operator
+        does (``channel="operator"``)."""
         reason = _bounded_reason(reason)
-        who = Reviewer(user_id=actor, channel="agent")
+        who = Reviewer(user_id=actor, channel=channel)
 
         def fn(current: RequestRecord | None) -> Change:
             record = self._require_open(current, request_id, who, "cancel")
@@ -301,6 +304,59 @@ class Decider:
                 )
             stamped = who.model_copy(update={"at": self.store.clock()})
             return self._terminal(record, Outcome.CANCELLED, [stamped], reason, actor=stamped)
+
+        return self._result(request_id, fn)
+
+    # -- operator override ---------------------------------------------------------------------
+
+    def override(
+        self, request_id: str, operator: Reviewer, outcome: Outcome, reason: str
+    ) -> Result:
+        """An operator decides now, regardless of roles and quorum: the operators' break-glass.
+
+        Explicit and loud: the decision names the operator (channel ``operator``), and an
+        ``operator_override`` audit entry with ``alert: true`` records who, why and which votes
+        were pending. It never changes a request that is already terminal (an overdue one is
+        expired first, then refused as late, as for everyone).
+        """
+        reason = _bounded_reason(reason)
+        if not reason.strip():
+            raise InvalidRequest(
+                "an override needs a reason: it is reviewed by compliance", [("reason", "required")]
+            )
+        if outcome not in (Outcome.APPROVED, Outcome.REJECTED):
+            raise InvalidRequest(
+                f"an override approves or rejects, not {outcome.value}", [("outcome", "invalid")]
+            )
+        who = operator.model_copy(update={"channel": "operator", "role": "operator"})
+
+        def fn(current: RequestRecord | None) -> Change:
+            record = self._require_open(current, request_id, who, "override")
+            if isinstance(record, Change):
+                return record
+            stamped = who.model_copy(update={"at": self.store.clock()})
+            loud = AuditEvent(
+                "operator_override",
+                record.id,
+                who.user_id,
+                {
+                    "alert": True,
+                    "outcome": outcome.value,
+                    "reason": reason,
+                    "votes": [v.reviewer.user_id for v in record.votes],
+                    "needed": record.verdict.approvals,
+                    "roles": record.verdict.roles,
+                },
+                record.verdict.policy_version,
+            )
+            return self._terminal(
+                record,
+                outcome,
+                [stamped],
+                f"OPERATOR OVERRIDE: {reason}",
+                actor=stamped,
+                events=[loud],
+            )
 
         return self._result(request_id, fn)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,16 +36,24 @@ def pending(
     authority: Authority | None = None,
     offset: int = 0,
     limit: int = 20,
+    where: Callable[[RequestRecord], bool] | None = None,
 ) -> Page:
-    """Pending requests, soonest deadline first; with ``reviewer_id``, only what they may decide."""
-    if reviewer_id is None:
+    """Pending requests, soonest deadline first; with ``reviewer_id``, only what they may decide;
+    with ``where``, only the records it accepts (filters by risk, action, agent)."""
+    if reviewer_id is None and where is None:
         return Page(store.pending(offset, limit), offset, store.pending_count())
     auth = authority or OpenAuthority()
     mine = [
         r
         for r in store.pending(0, 0)
-        if auth.can_decide(r.verdict, reviewer_id, r.request.requested_by)
-        and all(v.reviewer.user_id != reviewer_id for v in r.votes)
+        if (where is None or where(r))
+        and (
+            reviewer_id is None
+            or (
+                auth.can_decide(r.verdict, reviewer_id, r.request.requested_by)
+                and all(v.reviewer.user_id != reviewer_id for v in r.votes)
+            )
+        )
     ]
     return Page(mine[offset : offset + limit], offset, len(mine))
 

@@ -64,6 +64,15 @@ class Keys:
         whoever changed a request (CLI, Slack, scheduler), every posted card gets re-rendered."""
         return f"{self.prefix}events"
 
+    @property
+    def tokens(self) -> str:
+        """Set of the ids of personal API tokens (``hitl tokens list``)."""
+        return f"{self.prefix}tokens"
+
+    def token(self, token_id: str) -> str:
+        """String: a personal API token's record (JSON); the token itself is never stored."""
+        return f"{self.prefix}token:{token_id}"
+
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""
         return f"{self.prefix}req:{request_id}"

@@ -189,14 +189,22 @@ class Store:
             raise change.error
         return change
 
-    def append_events(self, events: Sequence[AuditEvent]) -> None:
-        """Audit entries that change no record (policy reload, dead letters, webhooks)."""
+    def append_events(
+        self, events: Sequence[AuditEvent], *, also: Callable[[Any], None] | None = None
+    ) -> None:
+        """Audit entries that change no record (policy reload, dead letters, webhooks).
+
+        ``also(pipe)`` queues more commands in the same MULTI (e.g. an API token's record), so
+        that they exist exactly when their audit entries do.
+        """
 
         def attempt(pipe: Any) -> None:
             pipe.watch(self.keys.audit_head)
             head = ChainHead.parse(pipe.get(self.keys.audit_head))
             pipe.multi()
             self._write(pipe, head, Change(events=list(events)))
+            if also is not None:
+                also(pipe)
             pipe.execute()
 
         self._transact(attempt)

@@ -17,6 +17,7 @@ from hitl.models import Decision, Outcome, State
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
+from tests.api_server import ApiServer
 from tests.conftest import KEYRING
 from tests.scenarios.helpers import (
     audit_entries,
@@ -28,12 +29,21 @@ from tests.scenarios.helpers import (
 )
 
 
+def _as(monkeypatch: pytest.MonkeyPatch, api: ApiServer, who: str) -> None:
+    """The CLI decides with ``who``'s personal token (issued as `hitl tokens create` does)."""
+    monkeypatch.setenv("HITL_TOKEN", api.token(who))
+
+
 def _pending(store: Store) -> str:
     return wait_until(lambda: (store.pending_ids() or [None])[0], what="a pending request")
 
 
 def test_sdk_request_cli_modify_agent_gets_the_params(
-    env: None, pintake: IntakeConsumer, store: Store, r: redis.Redis
+    api_env: ApiServer,
+    monkeypatch: pytest.MonkeyPatch,
+    pintake: IntakeConsumer,
+    store: Store,
+    r: redis.Redis,
 ) -> None:
     """submit -> pending -> `hitl approve --param amount=50` -> the blocked call gets amount 50."""
     with Client(agent_id="ops-agent") as client:
@@ -50,7 +60,8 @@ def test_sdk_request_cli_modify_agent_gets_the_params(
         with consuming(pintake), run_in_thread(ask) as agent:
             rid = _pending(store)
             assert State.PENDING == store.get(rid).state
-            assert 0 == main(["approve", rid, "--as", "bob", "--param", "amount=50"])
+            _as(monkeypatch, api_env, "bob")
+            assert 0 == main(["approve", rid, "--param", "amount=50"])
         decision: Decision = agent.value
         assert decision == client.verify(decision)
     assert (Outcome.APPROVED, {"table": "orders", "amount": 50}, True) == (
@@ -58,7 +69,7 @@ def test_sdk_request_cli_modify_agent_gets_the_params(
         decision.params,
         decision.modified,
     )
-    assert ({"table": "orders", "amount": 100}, "bob", "Bob Brown", "cli") == (
+    assert ({"table": "orders", "amount": 100}, "bob", "Bob Brown", "api") == (
         decision.original_params,
         decision.reviewers[0].user_id,
         decision.reviewers[0].display_name,
@@ -69,7 +80,11 @@ def test_sdk_request_cli_modify_agent_gets_the_params(
 
 
 def test_cli_rejection_raises_from_the_decorator(
-    env: None, pintake: IntakeConsumer, store: Store, capsys: pytest.CaptureFixture[str]
+    api_env: ApiServer,
+    monkeypatch: pytest.MonkeyPatch,
+    pintake: IntakeConsumer,
+    store: Store,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`hitl reject --reason` -> the decorated tool raises ApprovalRejected (reason, reviewer)."""
     ran: list[str] = []
@@ -81,7 +96,8 @@ def test_cli_rejection_raises_from_the_decorator(
 
         with consuming(pintake), run_in_thread(lambda: purge("orders")) as agent:
             rid = _pending(store)
-            assert 0 == main(["reject", rid, "--as", "bob", "--reason", "not during the freeze"])
+            _as(monkeypatch, api_env, "bob")
+            assert 0 == main(["reject", rid, "--reason", "not during the freeze"])
     err = agent.error
     assert isinstance(err, ApprovalRejected)
     assert err.reviewer is not None
@@ -96,7 +112,9 @@ def test_cli_rejection_raises_from_the_decorator(
     assert f"{rid}: rejected by Bob Brown (bob)" in capsys.readouterr().out
 
 
-def test_raw_xadd_without_the_sdk(env: None, pintake: IntakeConsumer, r: redis.Redis) -> None:
+def test_raw_xadd_without_the_sdk(
+    api_env: ApiServer, monkeypatch: pytest.MonkeyPatch, pintake: IntakeConsumer, r: redis.Redis
+) -> None:
     """Another language: XADD hand-written JSON, BLPOP the answer, check the HMAC by the formula."""
     r.xadd(
         "hitl:requests",
@@ -106,7 +124,8 @@ def test_raw_xadd_without_the_sdk(env: None, pintake: IntakeConsumer, r: redis.R
         },
     )
     drain(pintake)
-    assert 0 == main(["approve", "raw-1", "--as", "bob"])
+    _as(monkeypatch, api_env, "bob")
+    assert 0 == main(["approve", "raw-1"])
     _key, raw = r.blpop(["hitl:decision:raw-1"], timeout=5)
     decision = json.loads(raw)
     signature = base64.b64decode(decision.pop("signature"))
@@ -131,7 +150,11 @@ def test_auto_approved_request_never_waits(
 
 
 def test_two_person_rule_end_to_end(
-    env: None, pintake: IntakeConsumer, store: Store, capsys: pytest.CaptureFixture[str]
+    api_env: ApiServer,
+    monkeypatch: pytest.MonkeyPatch,
+    pintake: IntakeConsumer,
+    store: Store,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """delete_volume needs security AND a lead engineer: one approval waits, the second decides."""
     with (
@@ -144,9 +167,12 @@ def test_two_person_rule_end_to_end(
         ) as agent,
     ):
         rid = _pending(store)
-        assert 0 == main(["approve", rid, "--as", "carol"])
+        _as(monkeypatch, api_env, "carol")
+        assert 0 == main(["approve", rid])
         assert "1 of 2 approvals" in capsys.readouterr().out
-        assert 1 == main(["approve", rid, "--as", "carol"])
+        _as(monkeypatch, api_env, "carol")
+        assert 1 == main(["approve", rid])
         assert "has already voted" in capsys.readouterr().err
-        assert 0 == main(["approve", rid, "--as", "dave"])
+        _as(monkeypatch, api_env, "dave")
+        assert 0 == main(["approve", rid])
     assert ["carol", "dave"] == [rv.user_id for rv in agent.value.reviewers]

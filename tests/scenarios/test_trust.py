@@ -131,12 +131,17 @@ def test_cli_without_the_key_decides_nothing(
     store: Store,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A reviewer's CLI without the service key exits 2 with a clear message; the request stays
-    pending and the audit chain is unchanged (no approval signed with a random key)."""
+    """A reviewer's CLI never signs: without the service's API it decides nothing (exit 2, a
+    clear message), `--as` is no identity, and minting a token needs the service's keyring.
+    The request stays pending and the audit chain is unchanged."""
     xadd_raw(r, json.dumps({"id": "r-1", "action": "delete_volume", "params": {"volume_id": "v"}}))
     drain(pintake)
     before = r.xlen("hitl:audit")
     monkeypatch.setenv("HITL_REDIS_URL", redis_server.url)
+    assert 2 == main(["approve", "r-1"])
+    assert "HITL_URL" in capsys.readouterr().err
     assert 2 == main(["approve", "r-1", "--as", "bob"])
+    assert "not --as" in capsys.readouterr().err
+    assert 2 == main(["tokens", "create", "bob"])
     assert "no signing key" in capsys.readouterr().err
     assert (["r-1"], before) == (store.pending_ids(), r.xlen("hitl:audit"))
