@@ -585,8 +585,13 @@ class HitlWorker(Worker):
         jobs = importlib.import_module(JOBS)
         try:
             jobs.context()
-        except HitlError as exc:  # e.g. no secret yet: each job will say so when it runs
-            log.warning("hitl jobs are not configured yet: %s", exc)
+        except ConfigError:
+            # No signing key: this worker could not sign an expiry (deny-by-default) or an
+            # escalation's decision. Refuse to start rather than run jobs that all fail.
+            log.error("hitl worker cannot start: the jobs are not configured")
+            raise
+        except HitlError as exc:  # e.g. Redis not up yet: each job retries when it runs
+            log.warning("hitl jobs are not ready yet: %s", exc)
         return bool(super().work(*args, **kwargs))
 
     @property

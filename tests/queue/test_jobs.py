@@ -239,3 +239,22 @@ def test_run_worker_burst_runs_what_is_due(settings: Settings, r: redis.Redis) -
         jobs.configure(None)
         scheduler.connection.close()
     assert 1 == real.get("due").escalation_level
+
+
+def test_the_worker_refuses_to_start_without_a_signing_key(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, r: redis.Redis
+) -> None:
+    """`rq worker -w HitlWorker` with a Redis URL and no keyring stops at once with the reason,
+    instead of running escalations and expiries that could never be signed."""
+    from hitl.errors import ConfigError
+    from hitl.queue.scheduler import HitlWorker
+
+    assert settings.redis_url is not None
+    monkeypatch.setenv("HITL_REDIS_URL", settings.redis_url)
+    jobs.configure(None)
+    try:
+        worker = HitlWorker(["hitl"], connection=redis.Redis.from_url(settings.redis_url))
+        with pytest.raises(ConfigError, match="HITL_SIGNING_KEY_FILE"):
+            worker.work(burst=True)
+    finally:
+        jobs.configure(None)
