@@ -11,6 +11,7 @@ compared only after :func:`canonical_id`::
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 __all__ = ["canonical_id"]
@@ -26,6 +27,7 @@ def _once(text: str) -> str:
     return " ".join(visible.split()).casefold()
 
 
+@functools.lru_cache(maxsize=4096)
 def canonical_id(text: str) -> str:
     """NFKC, format characters removed, whitespace runs collapsed to one space, casefolded.
 

@@ -17,6 +17,7 @@ Ed25519 can verify it (see README, "Verifying a decision in another language").
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 import rfc8785
@@ -39,14 +40,64 @@ DECISION_DOMAIN = b"hitl-decision/1\n"
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """RFC 8785 (JCS) bytes: the same value gives the same bytes in every language."""
-    return rfc8785.dumps(value)
+    """RFC 8785 (JCS) bytes: the same value gives the same bytes in every language.
+
+    Most values take a fast path: the C JSON encoder (sorted keys, no spaces, UTF-8 kept) writes
+    exactly the JCS bytes once integral floats are written as integers, as long as every other
+    float prints the same in Python and ECMAScript (``1e-4 <= |x| < 1e16``) and no key holds a
+    character beyond the Basic Multilingual Plane (JCS sorts keys by UTF-16 code units). Anything
+    else goes through the ``rfc8785`` reference implementation, which also raises for values JCS
+    cannot represent. ``tests/test_signing.py`` checks both paths give the same bytes.
+    """
+    try:
+        simple = _jcs_safe(value)
+    except _NotSimple:
+        return rfc8785.dumps(value)
+    try:
+        text = json.dumps(simple, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return rfc8785.dumps(value)  # the reference implementation says what is wrong
+
+
+class _NotSimple(Exception):
+    """A value the fast path does not write exactly as JCS does."""
+
+
+_MAX_SAFE = 2**53 - 1
+
+
+def _jcs_safe(value: Any) -> Any:
+    """``value`` with integral floats as ints, or :class:`_NotSimple`."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return value
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str or (not key.isascii() and max(key) > "\uffff"):
+                raise _NotSimple
+            out[key] = item if type(item) is str or item is None else _jcs_safe(item)
+        return out
+    if kind is float:
+        if value.is_integer():
+            if -_MAX_SAFE <= value <= _MAX_SAFE:
+                return int(value)
+            raise _NotSimple  # ECMAScript prints the shortest digits, then zeros
+        if 1e-4 <= abs(value) < 1e16:
+            return value
+        raise _NotSimple
+    if kind is int:
+        if -_MAX_SAFE <= value <= _MAX_SAFE:
+            return value
+        raise _NotSimple
+    if kind is list or kind is tuple:
+        return [_jcs_safe(item) for item in value]
+    raise _NotSimple  # subclasses (enums...) and anything else: the reference decides
 
 
 def canonical_json(value: Any) -> str:
     """Sorted keys, no spaces, UTF-8 kept (for hashing params and audit entries)."""
-    import json
-
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

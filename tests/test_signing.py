@@ -8,6 +8,8 @@ import hashlib
 import pytest
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hitl.errors import SignatureError
 from hitl.keys import KeyRing, PublicKeys
@@ -172,3 +174,45 @@ def test_reviewer_list_is_covered() -> None:
     more = [*signed.reviewers, Reviewer(user_id="eve")]
     with pytest.raises(SignatureError):
         verify_decision(signed.model_copy(update={"reviewers": more}), PUBLIC)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(JSON_VALUES)
+def test_fast_canonical_bytes_equal_the_rfc8785_reference(value: object) -> None:
+    """The fast path and the reference implementation give the same bytes for any JSON value
+    (floats of every magnitude, non-BMP keys, control characters, surrogates aside)."""
+    try:
+        expected = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        with pytest.raises((rfc8785.CanonicalizationError, UnicodeEncodeError)):
+            canonical_bytes(value)
+        return
+    assert expected == canonical_bytes(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1e16, 1e21, 1e-5, 1e-7, 5e-324, 1.7976931348623157e308, -0.0, 2.0**53, 0.1 + 0.2, 123.456],
+)
+def test_fast_canonical_bytes_at_the_float_boundaries(value: float) -> None:
+    """Exponent thresholds of Python and ECMAScript differ; the bytes must not."""
+    assert rfc8785.dumps({"x": [value]}) == canonical_bytes({"x": [value]})
+
+
+def test_keys_sort_by_utf16_code_units() -> None:
+    """An astral-plane key sorts before U+FF61 in UTF-16 (after it in code points)."""
+    value = {"\uff61": 1, "\U0001f600": 2}
+    assert rfc8785.dumps(value) == canonical_bytes(value)
