@@ -18,6 +18,9 @@ from hitl.queue.store import Store
 from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
+    from hitl.service import Service
+
+if TYPE_CHECKING:
     from tests.api_server import ApiServer
 
 KEYRING = KeyRing.generate()
@@ -130,3 +133,15 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key)
     monkeypatch.setenv("HITL_DATA_DIR", str(tmp_path / "hitl-data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # no saved `hitl login`
+
+
+@pytest.fixture
+def service(settings: Settings, store: Store) -> Iterator[Service]:
+    """A `hitl serve` Service with the open policy, whose intake a test starts (no HTTP)."""
+    from hitl.service import Service
+
+    svc = Service(settings, store=store, authority=OpenAuthority())
+    yield svc
+    svc.stop_intake()
+    for consumer in svc.consumers:
+        consumer.close()

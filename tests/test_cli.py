@@ -23,7 +23,14 @@ from hitl.queue.store import Store
 from tests.api_server import ApiServer
 from tests.conftest import KEYRING, keyring_file
 from tests.redis_server import free_port
-from tests.scenarios.helpers import audit_kinds, consuming, drain, run_in_thread, xadd_raw
+from tests.scenarios.helpers import (
+    audit_kinds,
+    consuming,
+    drain,
+    run_in_thread,
+    submit_raw,
+    xadd_raw,
+)
 
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
 
@@ -40,23 +47,14 @@ def run(env: None, capsys: pytest.CaptureFixture[str]) -> Any:
     return call
 
 
-def _submit(r: redis.Redis, intake: IntakeConsumer, rid: str, **fields: Any) -> str:
-    fields.setdefault("action", "delete_production_data")
-    fields.setdefault("params", {"table": "orders", "amount": 100})
-    fields.setdefault("requested_by", "alice")
-    xadd_raw(r, json.dumps({"id": rid, **fields}))
-    drain(intake)
-    return rid
-
-
 # -- pending -----------------------------------------------------------------------------------
 
 
 def test_pending_human(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """A header with the count and one row per request: id, risk, votes, summary."""
     assert (0, "0 pending (all)\n", "") == run("pending")
-    _submit(r, pintake, "r-1", summary="Drop the orders table")
-    _submit(r, pintake, "r-2")
+    submit_raw(r, pintake, "r-1", summary="Drop the orders table")
+    submit_raw(r, pintake, "r-2")
     code, out, _err = run("pending")
     lines = out.splitlines()
     assert (0, "2 pending (all)") == (code, lines[0])
@@ -69,7 +67,7 @@ def test_pending_human(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> Non
 def test_pending_json_and_paging(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """--json gives total, offset and full records; --limit pages with a hint for the next."""
     for i in range(3):
-        _submit(r, pintake, f"r-{i}")
+        submit_raw(r, pintake, f"r-{i}")
     code, out, _err = run("pending", "--json", "--limit", "2")
     data = json.loads(out)
     assert (0, 3, 0, 2) == (code, data["total"], data["offset"], len(data["requests"]))
@@ -82,8 +80,8 @@ def test_pending_as_a_reviewer(
     run: Any, r: redis.Redis, pintake: IntakeConsumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--as (or HITL_USER) lists only what that reviewer may decide; --all lists everything."""
-    _submit(r, pintake, "mine", requested_by="bob")
-    _submit(r, pintake, "theirs")
+    submit_raw(r, pintake, "mine", requested_by="bob")
+    submit_raw(r, pintake, "theirs")
     code, out, _err = run("pending", "--as", "bob", "--json")
     assert (0, ["theirs"]) == (code, [x["id"] for x in json.loads(out)["requests"]])
     monkeypatch.setenv("HITL_USER", "alice")  # standard role: neither high-risk request
@@ -96,7 +94,7 @@ def test_pending_as_a_reviewer(
 
 def test_show_human_and_json(run: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """show prints the request for a person, or the whole record with --json."""
-    _submit(r, pintake, "r-1", summary="Drop orders", reasoning="GDPR request", dry_run=True)
+    submit_raw(r, pintake, "r-1", summary="Drop orders", reasoning="GDPR request", dry_run=True)
     code, out, _err = run("show", "r-1")
     assert 0 == code
     assert out.startswith("r-1  [HIGH]  Drop orders\n")
@@ -144,8 +142,8 @@ def test_approve_human_and_json(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """approve prints who decided and when; --json gives the signed decision."""
-    _submit(r, pintake, "r-1")
-    _submit(r, pintake, "r-2")
+    submit_raw(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-2")
     as_("bob")
     code, out, err = run("approve", "r-1", "--reason", "checked")
     assert (0, "") == (code, err)
@@ -169,7 +167,7 @@ def test_approve_with_params(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """--param k=v modifies (JSON-typed values) and approves; show marks what changed."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     as_("bob")
     code, out, _err = run(
         "approve", "r-1", "--param", "amount=50", "--param", "table=refunds", "--json"
@@ -193,7 +191,7 @@ def test_param_typos_and_type_changes_exit_2(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """--param with an unknown name or another type is refused (exit 2) and changes nothing."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     as_("bob")
     for bad in ("amont=50", "amount=lots", "amount=1e400", 'amount="150"'):
         code, _out, err = run("approve", "r-1", "--param", bad)
@@ -215,7 +213,7 @@ def test_second_approval_is_refused_with_exit_1(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer
 ) -> None:
     """A late click says who decided and when, on stderr, with exit code 1."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     as_("bob")
     run("approve", "r-1")
     as_("frank")
@@ -230,7 +228,7 @@ def test_unauthorized_reviewer_is_refused(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """A reviewer without the role gets exit 1 and the policy's explanation."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     as_("alice")
     code, _out, err = run("approve", "r-1")
     assert 1 == code
@@ -243,8 +241,8 @@ def test_unauthorized_reviewer_is_refused(
 
 def test_reject_human_and_json(run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """reject prints the outcome; --json has the state and the reason."""
-    _submit(r, pintake, "r-1")
-    _submit(r, pintake, "r-2")
+    submit_raw(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-2")
     as_("bob")
     code, out, _err = run("reject", "r-1", "--reason", "not during the freeze")
     assert (0, True) == (code, out.startswith("r-1: rejected by Bob Brown (bob) at "))
@@ -273,7 +271,7 @@ def test_bad_input_exits_2(
     words: str,
 ) -> None:
     """Bad input is exit code 2 with a message saying what to fix; nothing changes."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     as_("bob")
     code, out, err = run(*argv)
     assert (2, "") == (code, out)
@@ -285,7 +283,7 @@ def test_deciding_without_url_or_token_says_what_to_set(
     run: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """No HITL_URL / HITL_TOKEN (and no `hitl login`): exit 2 naming what to set."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     code, _out, err = run("approve", "r-1")
     assert 2 == code
     assert "HITL_URL and HITL_TOKEN not set" in err and "hitl login" in err
@@ -297,7 +295,7 @@ def test_param_against_the_schema_exits_2(
 ) -> None:
     """A --param that breaks param_schema names the field."""
     schema = {"type": "object", "properties": {"amount": {"type": "number", "maximum": 100}}}
-    _submit(r, pintake, "r-1", param_schema=schema)
+    submit_raw(r, pintake, "r-1", param_schema=schema)
     as_("bob")
     code, _out, err = run("approve", "r-1", "--param", "amount=500")
     assert 2 == code
@@ -315,7 +313,7 @@ def test_cancel_needs_an_operator_token(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """cancel withdraws a pending request with an operator token; a reviewer's is refused."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     as_("bob")
     code, _out, err = run("cancel", "r-1", "--reason", "re-planned")
     assert (1, True) == (code, "needs an operator token" in err)
@@ -329,7 +327,7 @@ def test_override_with_an_operator_token(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """`hitl override ID --reject --reason R` decides at once and says it was an override."""
-    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    submit_raw(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
     as_("frank")
     assert 1 == run("override", "r-1", "--approve", "--reason", "x")[0]
     as_("ops", operator=True)
@@ -345,7 +343,7 @@ def test_override_with_an_operator_token(
 
 def test_break_glass_and_ack(run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """approve --break-glass approves alone and says who must ack by when; ack records it."""
-    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    submit_raw(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
     as_("bob")
     code, out, _err = run("approve", "r-1", "--break-glass", "--reason", "prod is down")
     assert (0, True) == (code, "BREAK-GLASS: a second person must run `hitl ack r-1` by" in out)
@@ -358,8 +356,8 @@ def test_pending_through_the_api(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer
 ) -> None:
     """With HITL_URL, pending asks the service; --mine is what the token's reviewer may decide."""
-    _submit(r, pintake, "theirs")
-    _submit(r, pintake, "bobs", requested_by="bob")
+    submit_raw(r, pintake, "theirs")
+    submit_raw(r, pintake, "bobs", requested_by="bob")
     as_("bob")
     assert "2 pending (all)" == run("pending")[1].splitlines()[0]
     code, out, _err = run("pending", "--mine", "--json")
@@ -371,7 +369,7 @@ def test_unreachable_service_exits_3(
     run: Any, r: redis.Redis, pintake: IntakeConsumer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nobody listens at HITL_URL: exit 3, and the message says nothing was sent."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     monkeypatch.setenv("HITL_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("HITL_TOKEN", "hitl_x.y")
     code, _out, err = run("approve", "r-1")
@@ -383,7 +381,7 @@ def test_a_connection_lost_after_sending_says_the_outcome_is_unknown(
 ) -> None:
     """The service reads the request and hangs up: exit 3, the outcome is unknown, check with
     `hitl show ID` (never "nothing was written")."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
@@ -428,7 +426,7 @@ def test_tokens_create_list_revoke(
 ) -> None:  # fmt: skip
     """An operator issues a token (printed once), lists it (never the token), revokes it; the
     revoked token is refused (exit 1) and nothing is decided with it."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     code, out, _err = run("tokens", "create", "BOB@example.com", "--label", "laptop", "--json")
     made = json.loads(out)
     assert (0, "bob", "reviewer", "laptop") == (code, made["sub"], made["role"], made["label"])
@@ -555,7 +553,7 @@ def test_audit_verify_and_export(
 ) -> None:
     """verify checks Redis against its head; export writes a file that verifies offline."""
     as_("bob")  # the token's creation is the first entry
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     assert 0 == run("approve", "r-1")[0]
     code, out, _err = run("audit", "verify")
     assert (0, True) == (code, out.startswith("OK: 5 entries, head seq 5 hash "))
@@ -693,7 +691,7 @@ def test_online_verify_also_checks_a_given_head(
     run: Any, r: redis.Redis, pintake: IntakeConsumer
 ) -> None:
     """`hitl audit verify --head SEQ:HASH` on Redis fails when the chain does not end there."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     assert 0 == run("audit", "verify")[0]
     code, out, _err = run("audit", "verify", "--head", "1:" + "a" * 64)
     assert (1, True) == (code, "BROKEN" in out)
@@ -703,9 +701,9 @@ def test_stats_reports_the_articles_metrics(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """stats: escalation rate (needed a human), approval rate and review latency, as JSON."""
-    _submit(r, pintake, "auto-1", action="list_instances", params={"region": "eu"})
-    _submit(r, pintake, "r-1")
-    _submit(r, pintake, "r-2")
+    submit_raw(r, pintake, "auto-1", action="list_instances", params={"region": "eu"})
+    submit_raw(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-2")
     as_("bob")
     assert 0 == run("approve", "r-1")[0]
     assert 0 == run("reject", "r-2", "--reason", "no")[0]
@@ -740,7 +738,7 @@ def test_a_local_policy_and_invented_reviewers_cannot_approve(
     """`approve ID --policy attacker.yaml --as eve1`, then eve2, on a critical two-person request:
     exit 2 each time, and the request is still pending with no votes."""
     path = _attacker_policy(tmp_path)
-    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    submit_raw(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
     for eve in ("eve1", "eve2"):
         code, out, err = run("approve", "r-1", "--policy", str(path), "--as", eve)
         assert (2, "") == (code, out)

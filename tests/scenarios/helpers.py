@@ -116,3 +116,14 @@ def audit_kinds(client: redis.Redis, request_id: str | None = None) -> list[str]
         for e in audit_entries(client)
         if request_id is None or e["request_id"] == request_id
     ]
+
+
+def submit_raw(r: redis.Redis, intake: IntakeConsumer, rid: str, **fields: Any) -> str:
+    """XADD a request as an agent would (a critical action requested by alice by default) and
+    let ``intake`` store it; returns its id."""
+    fields.setdefault("action", "delete_production_data")
+    fields.setdefault("params", {"table": "orders", "amount": 100})
+    fields.setdefault("requested_by", "alice")
+    xadd_raw(r, json.dumps({"id": rid, **fields}))
+    drain(intake)
+    return rid

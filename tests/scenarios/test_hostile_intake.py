@@ -10,17 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from hitl.cli import main
-from hitl.config import Settings
-from hitl.handlers import OpenAuthority
 from hitl.models import MAX_DEPTH
-from hitl.queue.store import Store
 from hitl.service import Service
 from tests.redis_server import RedisServer
 from tests.scenarios.helpers import wait_until
@@ -51,15 +47,6 @@ HOSTILE: list[tuple[str, dict[bytes, bytes], str]] = [
     ("no known field", {b"hello": b"world"}, "entry has no 'request' field"),
     ("deep cancel", {b"cancel": b"[" * 700}, "cancel must be JSON"),
 ]
-
-
-@pytest.fixture
-def service(settings: Settings, store: Store) -> Iterator[Service]:
-    svc = Service(settings, store=store, authority=OpenAuthority())
-    yield svc
-    svc.stop_intake()
-    for consumer in svc.consumers:
-        consumer.close()
 
 
 async def test_hostile_burst_stops_nothing(

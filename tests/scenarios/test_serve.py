@@ -29,16 +29,6 @@ from tests.scenarios.helpers import run_in_thread, wait_until
 
 
 @pytest.fixture
-def service(settings: Settings, store: Store) -> Iterator[Service]:
-    """A Service with the open policy whose intake a test starts (no HTTP server)."""
-    svc = Service(settings, store=store, authority=OpenAuthority())
-    yield svc
-    svc.stop_intake()
-    for consumer in svc.consumers:
-        consumer.close()
-
-
-@pytest.fixture
 def serving(settings: Settings, store: Store) -> Iterator[tuple[Service, str]]:
     """``hitl serve`` as it runs: ``Service.serve()`` (intake, API, healthz) on a free port."""
     svc = Service(settings, store=store)

@@ -22,16 +22,7 @@ from hitl.service import Service
 from tests.api_server import ApiServer
 from tests.conftest import KEYRING
 from tests.redis_server import free_port
-from tests.scenarios.helpers import audit_entries, audit_kinds, drain, xadd_raw
-
-
-def _submit(r: redis.Redis, intake: IntakeConsumer, rid: str, **fields: Any) -> str:
-    fields.setdefault("action", "delete_production_data")
-    fields.setdefault("params", {"table": "orders", "amount": 100})
-    fields.setdefault("requested_by", "alice")
-    xadd_raw(r, json.dumps({"id": rid, **fields}))
-    drain(intake)
-    return rid
+from tests.scenarios.helpers import audit_entries, audit_kinds, submit_raw
 
 
 def _refused_tokens(r: redis.Redis) -> list[dict[str, Any]]:
@@ -136,7 +127,7 @@ def test_bad_tokens_are_401_audited_and_decide_nothing(
     api: ApiServer, r: redis.Redis, pintake: IntakeConsumer, store: Store, make: Any, reason: str
 ) -> None:
     """Forged, edited, expired, revoked, planted and unknown tokens: 401, audited, no vote."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     token = make(api)
     status, body, headers = api.call("POST", "/requests/r-1/approve", token, {"reason": "go"})
     assert (401, "unauthenticated", True) == (
@@ -157,7 +148,7 @@ def test_two_person_rule_with_two_real_reviewers(
     api: ApiServer, r: redis.Redis, pintake: IntakeConsumer
 ) -> None:
     """A critical request needs a manager and compliance: bob's vote waits, frank's decides."""
-    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    submit_raw(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
     status, first, _ = api.call("POST", "/requests/r-1/approve", api.token("bob"), {})
     assert (200, "pending", None) == (status, first["state"], first["decision"])
     assert first["message"].startswith("1 of 2 approvals")
@@ -173,7 +164,7 @@ def test_the_requesters_own_token_cannot_approve(
     api: ApiServer, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """Bob asked; bob's token is refused (403, the policy's words) and the refusal is audited."""
-    _submit(r, pintake, "r-1", requested_by="bob")
+    submit_raw(r, pintake, "r-1", requested_by="bob")
     status, body, _ = api.call("POST", "/requests/r-1/approve", api.token("bob"), {})
     assert (403, "Bob Brown made this request and cannot approve it") == (
         status,
@@ -187,7 +178,7 @@ def test_a_second_decision_is_409_naming_the_winner(
     api: ApiServer, r: redis.Redis, pintake: IntakeConsumer
 ) -> None:
     """After bob approved, frank's rejection is 409 and says who decided and when."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     assert 200 == api.call("POST", "/requests/r-1/approve", api.token("bob"), {})[0]
     status, body, _ = api.call(
         "POST", "/requests/r-1/reject", api.token("frank"), {"reason": "too late"}
@@ -198,7 +189,7 @@ def test_a_second_decision_is_409_naming_the_winner(
 
 def test_modify_through_the_api(api: ApiServer, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """POST /modify approves changed params; the decision keeps the original ones."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     status, body, _ = api.call(
         "POST", "/requests/r-1/modify", api.token("bob"), {"params": {"amount": 50}}
     )
@@ -229,7 +220,7 @@ def test_bad_bodies_are_refused_and_nothing_changes(
     code: str,
 ) -> None:
     """Malformed JSON, an unknown field or a 70 KiB body: 400/413, the request still pending."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     got, body, _ = api.call("POST", "/requests/r-1/approve", api.token("bob"), raw=raw)
     assert (status, code) == (got, body["error"]["code"])
     assert (State.PENDING, []) == (store.get("r-1").state, store.get("r-1").votes)
@@ -255,7 +246,7 @@ def test_break_glass_and_acknowledgement(
     api: ApiServer, r: redis.Redis, pintake: IntakeConsumer
 ) -> None:
     """Bob (engineering manager) breaks glass alone; alice may not; carol (security) acks."""
-    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    submit_raw(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
     status, body, _ = api.call(
         "POST", "/requests/r-1/break-glass", api.token("carol"), {"reason": "prod down"}
     )
@@ -279,7 +270,7 @@ def test_operator_override_is_explicit_and_audited(
 ) -> None:
     """An operator decides a critical request alone: channel operator, operator_override audited;
     a reviewer token cannot (403, audited); a terminal request is never overridden (409)."""
-    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    submit_raw(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
     body = {"outcome": "approved", "reason": "incident 42: ship the fix"}
     status, refused, _ = api.call("POST", "/requests/r-1/override", api.token("frank"), body)
     assert (403, "not_authorized") == (status, refused["error"]["code"])
@@ -304,7 +295,7 @@ def test_operator_override_is_explicit_and_audited(
 
 def test_override_needs_a_reason(api: ApiServer, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """An override without a reason is 400 and changes nothing."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     operator = api.token("ops", operator=True)
     status, body, _ = api.call(
         "POST", "/requests/r-1/override", operator, {"outcome": "approved", "reason": " "}
@@ -316,7 +307,7 @@ def test_cancel_is_for_operators(
     api: ApiServer, r: redis.Redis, pintake: IntakeConsumer, store: Store
 ) -> None:
     """A reviewer token cannot cancel (403); an operator's cancel is recorded as theirs."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     assert 403 == api.call("POST", "/requests/r-1/cancel", api.token("bob"), {})[0]
     operator = api.token("ops", operator=True)
     status, body, _ = api.call("POST", "/requests/r-1/cancel", operator, {"reason": "dup"})
@@ -329,7 +320,7 @@ def test_cancel_is_for_operators(
 
 def test_audit_head_and_checkpoint(api: ApiServer, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """The head moves with the chain; an operator checkpoint signs it and the head shows it."""
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     operator = api.token("ops", operator=True)
     assert 403 == api.call("POST", "/audit/checkpoint", api.token("bob"))[0]
     status, made, _ = api.call("POST", "/audit/checkpoint", operator)
@@ -344,9 +335,9 @@ def test_audit_head_and_checkpoint(api: ApiServer, r: redis.Redis, pintake: Inta
 
 def test_pending_filters_and_mine(api: ApiServer, r: redis.Redis, pintake: IntakeConsumer) -> None:
     """Filters by risk and action; mine=1 keeps what the token's reviewer may decide."""
-    _submit(r, pintake, "high-1")
-    _submit(r, pintake, "crit-1", action="deploy_to_production", params={"service": "api"})
-    _submit(r, pintake, "bobs", requested_by="bob")
+    submit_raw(r, pintake, "high-1")
+    submit_raw(r, pintake, "crit-1", action="deploy_to_production", params={"service": "api"})
+    submit_raw(r, pintake, "bobs", requested_by="bob")
     bob = api.token("bob")
 
     def ids(query: str) -> list[str]:
@@ -368,7 +359,7 @@ def test_show_is_the_record_as_cli_json(
     """GET /requests/{id} is the same JSON as `hitl show --json`."""
     from hitl.cli import _record_json
 
-    _submit(r, pintake, "r-1")
+    submit_raw(r, pintake, "r-1")
     status, body, _ = api.call("GET", "/requests/r-1", api.token("carol"))
     assert (200, _record_json(store.get("r-1"))) == (status, body)
 
@@ -421,8 +412,8 @@ def test_openapi_describes_every_route_and_every_answer_validates(
         jsonschema.Draft202012Validator(root).validate(answer)
         return got
 
-    _submit(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
-    _submit(r, pintake, "r-2")
+    submit_raw(r, pintake, "r-1", action="deploy_to_production", params={"service": "api"})
+    submit_raw(r, pintake, "r-2")
     bob, frank, ops = api.token("bob"), api.token("frank"), api.token("ops", operator=True)
     assert 200 == check("GET", "/whoami", "/whoami", bob)
     assert 200 == check("GET", "/requests", "/requests", bob)
@@ -450,18 +441,18 @@ def test_openapi_describes_every_route_and_every_answer_validates(
         ops,
         {"outcome": "rejected", "reason": "x"},
     )
-    _submit(r, pintake, "r-3")
+    submit_raw(r, pintake, "r-3")
     assert 200 == check(
         "POST", "/requests/{id}/reject", "/requests/r-3/reject", bob, {"reason": "n"}
     )
-    _submit(r, pintake, "r-4")
+    submit_raw(r, pintake, "r-4")
     assert 200 == check("POST", "/requests/{id}/cancel", "/requests/r-4/cancel", ops, {})
-    _submit(r, pintake, "r-5")
+    submit_raw(r, pintake, "r-5")
     overriding = {"outcome": "approved", "reason": "incident"}
     assert 200 == check(
         "POST", "/requests/{id}/override", "/requests/r-5/override", ops, overriding
     )
-    _submit(r, pintake, "r-6")
+    submit_raw(r, pintake, "r-6")
     glass = {"reason": "prod down"}
     assert 200 == check(
         "POST", "/requests/{id}/break-glass", "/requests/r-6/break-glass", bob, glass
