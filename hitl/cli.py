@@ -344,6 +344,7 @@ def _audit_entries(store: Any) -> list[dict[str, Any]]:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """The chain (Redis, or an export) against every signed checkpoint, with public keys only."""
     from hitl.queue.audit import ChainHead, open_anchor, split_export, verify_chain
+    from hitl.queue.keys import Keys
 
     settings = _settings(args)
     keys = settings.verify_keys()
@@ -357,13 +358,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if args.file:
         with open(args.file, encoding="utf-8") as fh:
             entries, carried = split_export(fh)
-        chain = (carried[0].chain if carried else None) or None
+        chain = carried[0].chain if carried else args.chain or Keys(settings.prefix).audit
         checkpoints = [*carried, *(anchor.read() if args.anchor else [])]
         report = verify_chain(entries, checkpoints, keys, chain=chain, expect_head=expect)
     else:
         store = _store(args, signer=False)
         entries = _audit_entries(store)
-        chain = store.keys.audit
+        chain = args.chain or store.keys.audit
         checkpoints = anchor.read()
         report = verify_chain(entries, checkpoints, keys, chain=chain, expect_head=store.head())
         if report.ok and expect is not None:
@@ -568,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--anchor", help="checkpoints to check against (default $HITL_AUDIT_ANCHOR / data dir)"
     )
+    v.add_argument("--chain", help="the chain's name in the anchor (default: PREFIX + 'audit')")
     v.set_defaults(func=cmd_audit_verify)
     c = asub.add_parser("checkpoint", parents=[common], help="sign the head now (needs the keys)")
     c.set_defaults(func=cmd_audit_checkpoint)

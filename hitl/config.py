@@ -110,10 +110,15 @@ class Settings(BaseModel):
         return cls.model_validate(values)
 
     def anchor(self) -> AnchorSink:
-        """The audit anchor: ``HITL_AUDIT_ANCHOR``, else ``audit-anchors.jsonl`` in the data dir."""
+        """The audit anchor: ``HITL_AUDIT_ANCHOR``, else a file in the data dir named after the
+        Redis it anchors (``audit-anchors.jsonl`` for the embedded server,
+        ``audit-anchors-<host>-<port>-<db>.jsonl`` otherwise), so that two deployments used from
+        one machine never mix their checkpoints."""
         from hitl.queue.audit import open_anchor
 
-        return open_anchor(self.audit_anchor or str(self.data_dir / "audit-anchors.jsonl"))
+        if self.audit_anchor:
+            return open_anchor(self.audit_anchor)
+        return open_anchor(str(self.data_dir / f"audit-anchors{_deployment_slug(self)}.jsonl"))
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -177,6 +182,18 @@ class Settings(BaseModel):
             "no public key to verify decisions with: set HITL_PUBLIC_KEY (kid:base64, from "
             "`hitl keys public FILE`) or HITL_PUBLIC_KEY_FILE"
         )
+
+
+def _deployment_slug(settings: Settings) -> str:
+    if settings.redis_url is None:
+        return ""
+    from urllib.parse import urlparse
+
+    url = urlparse(settings.redis_url)
+    where = url.hostname or url.path or "redis"
+    parts = [where, str(url.port or ""), url.path.strip("/") if url.hostname else ""]
+    slug = "-".join(p for p in parts if p)
+    return "-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in slug)[:80]
 
 
 _KEYRINGS: dict[tuple[str, float], KeyRing] = {}

@@ -142,3 +142,14 @@ def test_a_rotated_key_file_is_read_again(tmp_path: Path) -> None:
     rotated.save(path, overwrite=True)
     os.utime(path, (path.stat().st_atime + 5, path.stat().st_mtime + 5))
     assert (rotated.active, True) == (settings.signing_keys().active, first in rotated.keys)
+
+
+def test_each_deployment_gets_its_own_default_anchor(tmp_path: Path) -> None:
+    """Two Redis deployments used from one machine never share a default anchor file."""
+    a = Settings(redis_url="redis://10.0.0.1:6379/0", data_dir=tmp_path).anchor().where
+    b = Settings(redis_url="redis://10.0.0.2:6379/0", data_dir=tmp_path).anchor().where
+    embedded = Settings(data_dir=tmp_path).anchor().where
+    assert str(tmp_path / "audit-anchors-10.0.0.1-6379-0.jsonl") == a
+    assert len({a, b, embedded}) == 3
+    explicit = Settings(audit_anchor=str(tmp_path / "x.jsonl"), data_dir=tmp_path).anchor().where
+    assert str(tmp_path / "x.jsonl") == explicit
