@@ -161,12 +161,17 @@ class _Verifier:
             self.digests.pop(next(iter(self.digests)))
         self.digests[request.id] = request_digest(request)
 
-    def verify(self, decision: Decision, request_id: str | None, digest: str | None) -> Decision:
+    def keys(self) -> PublicKeys:
+        """The trusted public keys (read once), or :class:`ConfigError` saying what to set."""
         if self._keys is None:
             self._keys = self.settings.verify_keys()
+        return self._keys
+
+    def verify(self, decision: Decision, request_id: str | None, digest: str | None) -> Decision:
+        keys = self.keys()
         if request_id is not None and digest is None:
             digest = self.digests.get(request_id)
-        return verify_decision(decision, self._keys, request_id=request_id, request_digest=digest)
+        return verify_decision(decision, keys, request_id=request_id, request_digest=digest)
 
 
 def _cancel_fields(request_id: str, reason: str, agent_id: str | None) -> dict[Any, Any]:
@@ -190,6 +195,8 @@ class Client:
         self.agent_id = agent_id
         self.verify_signatures = verify
         self._verifier = _Verifier(self.settings)
+        if verify:  # fail now, not after a request is queued and decided
+            self._verifier.keys()
         from hitl.queue.connection import redis_url
 
         self.redis = redis.Redis.from_url(
@@ -334,6 +341,8 @@ class AsyncClient:
         self.agent_id = agent_id
         self.verify_signatures = verify
         self._verifier = _Verifier(self.settings)
+        if verify:  # fail now, not after a request is queued and decided
+            self._verifier.keys()
         from hitl.queue.connection import redis_url
 
         self.redis = aredis.Redis.from_url(

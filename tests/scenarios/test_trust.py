@@ -145,3 +145,14 @@ def test_cli_without_the_key_decides_nothing(
     assert 2 == main(["tokens", "create", "bob"])
     assert "no signing key" in capsys.readouterr().err
     assert (["r-1"], before) == (store.pending_ids(), r.xlen("hitl:audit"))
+
+
+def test_an_agent_without_a_public_key_is_told_at_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A verifying client with no public key fails when it is made, before it queues anything;
+    `verify=False` is the explicit way to go without (never the default)."""
+    settings = Settings(redis_url=redis_server.url, data_dir=tmp_path / "agent")
+    with pytest.raises(ConfigError, match="HITL_PUBLIC_KEY"):
+        Client(settings=settings)
+    Client(settings=settings, verify=False).close()
