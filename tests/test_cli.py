@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,14 @@ from hitl.queue.store import Store
 from tests.api_server import ApiServer
 from tests.conftest import KEYRING, keyring_file
 from tests.redis_server import free_port
-from tests.scenarios.helpers import audit_kinds, consuming, drain, run_in_thread, xadd_raw
+from tests.scenarios.helpers import (
+    audit_entries,
+    audit_kinds,
+    consuming,
+    drain,
+    run_in_thread,
+    xadd_raw,
+)
 
 WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ"
 
@@ -341,6 +349,83 @@ def test_override_with_an_operator_token(
         data["decision"]["reason"],
     )
     assert "operator_override" in audit_kinds(r, "r-1")
+
+
+DIGEST_RULE = """
+  - name: goodwill-credits
+    reason: Small goodwill credits are reviewed in batches.
+    action: issue_credit
+    policy: mandatory
+    roles: [standard]
+    destination: channel:#support-approvals
+    digest: true
+"""
+
+
+@pytest.fixture
+def digest_api(
+    env: None, settings: Settings, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ApiServer]:
+    """`hitl serve`'s API with the shipped policy plus a digest rule for ``issue_credit``."""
+    from hitl.policies import DEFAULT_PATH
+    from hitl.service import Service
+
+    text = DEFAULT_PATH.read_text().replace("\nrules:\n", "\nrules:\n" + DIGEST_RULE, 1)
+    text = text.replace("\ntools:\n", "\ntools:\n  issue_credit: medium\n", 1)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    service = Service(settings.model_copy(update={"policy_path": str(policy)}), store=store)
+    service.consumers[0].ensure_group()
+    with ApiServer(service) as server:
+        monkeypatch.setenv("HITL_URL", server.url)
+        yield server
+    for consumer in service.consumers:
+        consumer.close()
+
+
+def test_approve_all_of_a_real_digest(
+    run: Any, digest_api: ApiServer, r: redis.Redis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hitl approve-all DIGEST` votes on each listed request through the API: each authorized
+    (alice's own request is refused), decided, audited and delivered; exit 1 for the refusal."""
+    service = digest_api.service
+    requesters = ["dave", "dave", "alice"]
+    for i, who in enumerate(requesters):
+        xadd_raw(r, json.dumps({"id": f"c-{i}", "action": "issue_credit",
+                                "params": {"amount": 5 + i}, "requested_by": who}))  # fmt: skip
+    drain(service.consumers[0])
+    assert ["c-0", "c-1", "c-2"] == sorted(service.digests.waiting("channel:#support-approvals"))
+    digest = service.digests.post("channel:#support-approvals")
+    assert digest is not None
+    monkeypatch.setenv("HITL_TOKEN", digest_api.token("alice"))
+    code, out, err = run("approve-all", digest.id, "--reason", "batch ok")
+    assert (1, "") == (code, err)
+    assert out.startswith(f"{digest.id}: 2 approved; 1 refused: ")
+    assert [State.APPROVED, State.APPROVED, State.PENDING] == [
+        store.get(f"c-{i}").state for i in range(3)
+    ]
+    delivered = [r.llen(f"hitl:decision:c-{i}") for i in range(3)]
+    assert [1, 1, 0] == delivered
+    decision = store.get("c-0").decision
+    assert decision is not None
+    assert ("alice", "api", "batch ok") == (
+        decision.reviewers[0].user_id,
+        decision.reviewers[0].channel,
+        decision.reason,
+    )
+    kinds = [(e.get("request_id"), e["kind"]) for e in audit_entries(r)]
+    assert {("c-0", "approved"), ("c-1", "approved"), ("c-2", "refused")} <= set(kinds)
+    code, out, _err = run("approve-all", digest.id, "--json")
+    data = json.loads(out)
+    assert (1, [False, False, False]) == (code, [i["ok"] for i in data["items"]])
+
+
+def test_approve_all_takes_no_as_and_an_unknown_digest_exits_1(run: Any, as_: Any) -> None:
+    """Identity comes from the token (--as is refused, exit 2); an unknown digest is 404, exit 1."""
+    as_("alice")
+    assert 2 == run("approve-all", "dg-x", "--as", "bob")[0]
+    code, _out, err = run("approve-all", "dg-none")
+    assert 1 == code and "dg-none" in err
 
 
 def test_break_glass_and_ack(run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
