@@ -559,9 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hitl.cli_api import add_decide_subparsers
 
-    add_decide_subparsers(
-        sub
-    )  # approve(-all), reject, ack, cancel, override, login, logout: the API
+    add_decide_subparsers(sub)  # approve(-all), reject, ack, cancel, override, login: the API
 
     p = sub.add_parser("submit", parents=[common], help="queue an ApprovalRequest from JSON")
     p.add_argument("--json-file", "--file", dest="json_file", required=True, metavar="FILE")
