@@ -831,3 +831,17 @@ def test_a_local_policy_and_invented_reviewers_cannot_approve(
         assert (2, "") == (code, out)
         assert "identity comes from your token (HITL_TOKEN or `hitl login`), not --as" in err
     assert (State.PENDING, []) == (store.get("r-1").state, store.get("r-1").votes)
+
+
+def test_policy_check_exit_codes_match_the_readme(run: Any, tmp_path: Path) -> None:
+    """`hitl policy check`: 0 for a valid file, 2 (bad input) for an invalid one, as documented."""
+    from hitl.policies import DEFAULT_PATH
+
+    assert 0 == run("policy", "check", str(DEFAULT_PATH))[0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {name: x, aprovals: 2}\n")
+    code, _out, err = run("policy", "check", str(bad))
+    assert (2, True) == (code, "bad.yaml:2" in err)
+    assert "| 2 | bad input or configuration, **including an invalid policy file**" in (
+        Path(__file__).resolve().parent.parent / "README.md"
+    ).read_text(encoding="utf-8")
