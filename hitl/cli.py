@@ -170,15 +170,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from hitl.service import Service
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    port = args.port or int(os.environ.get("PORT", "3000"))
+    port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
     service = Service(_settings(args), consumers=args.consumers)
     kwargs = service.store.redis.connection_pool.connection_kwargs
     where = kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
-    print(
-        f"hitl: serving on http://{args.host}:{port} (healthz at /healthz), redis {where}, "
-        f"policy {service.authority.version}; run `hitl worker` beside it for escalations"
-    )
-    asyncio.run(service.serve(host=args.host, port=port))
+
+    def listening(bound: int) -> None:  # the real port: `--port 0` binds any free one
+        print(
+            f"hitl: serving on http://{args.host}:{bound} (healthz at /healthz), redis {where}, "
+            f"policy {service.authority.version}; run `hitl worker` beside it for escalations",
+            flush=True,
+        )
+
+    asyncio.run(service.serve(host=args.host, port=port, on_listening=listening))
     return EXIT_OK
 
 
@@ -514,7 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", parents=[common], help="run intake + the HTTP server")
-    p.add_argument("--port", type=int, default=None, help="default $PORT, else 3000")
+    p.add_argument(
+        "--port", type=int, default=None, help="default $PORT, else 3000; 0: any free port"
+    )
     p.add_argument("--host", default="0.0.0.0")
     p.add_argument("--consumers", type=int, default=1, help="intake consumers in this process")
     p.set_defaults(func=cmd_serve)
@@ -554,7 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hitl.cli_api import add_decide_subparsers
 
-    add_decide_subparsers(sub)  # approve, reject, ack, cancel, override, login, logout: the API
+    add_decide_subparsers(sub)  # approve(-all), reject, ack, cancel, override, login: the API
 
     p = sub.add_parser("submit", parents=[common], help="queue an ApprovalRequest from JSON")
     p.add_argument("--json-file", "--file", dest="json_file", required=True, metavar="FILE")

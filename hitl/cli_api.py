@@ -4,6 +4,7 @@
 
     hitl login --url http://127.0.0.1:3000      # asks for the token, checks it, saves both
     hitl approve ID [--reason R] [--param k=v ...] [--break-glass]
+    hitl approve-all DIGEST_ID [--reason R]      # a digest's "Approve all N"
     hitl reject ID --reason R
     hitl ack ID
     hitl cancel ID [--reason R]                  # operator token
@@ -278,6 +279,21 @@ def cmd_approve(args: argparse.Namespace) -> int:
     return _action_output(args, answer, before)
 
 
+def cmd_approve_all(args: argparse.Namespace) -> int:
+    """A digest's "Approve all N": one vote per listed request, each authorized by the server.
+
+    Exit 0 when every request took the vote, 1 when any was refused (the others still count).
+    """
+    client = _client(args)
+    path = f"/digests/{_quote(args.digest_id)}/approve-all"
+    answer = client.call("POST", path, {"reason": args.reason})
+    items = answer.get("items") or []
+    lines = [f"{args.digest_id}: {answer['message']}"]
+    lines += [f"  {i['request_id']}: {'' if i['ok'] else 'refused: '}{i['message']}" for i in items]
+    _out(args, "\n".join(lines), answer)
+    return 0 if all(i["ok"] for i in items) else 1
+
+
 def cmd_reject(args: argparse.Namespace) -> int:
     client = _client(args)
     return _action_output(args, _post(client, args.id, "reject", {"reason": args.reason}))
@@ -344,7 +360,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def add_decide_subparsers(sub: Any) -> None:
-    """approve, reject, ack, cancel, override, login, logout."""
+    """approve, approve-all, reject, ack, cancel, override, login, logout."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     # Refused with a message (not an argparse error), so old scripts learn what changed.
@@ -361,6 +377,15 @@ def add_decide_subparsers(sub: Any) -> None:
         help="emergency: approve alone (needs --reason; a second person must `hitl ack` in time)",
     )
     p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser(
+        "approve-all",
+        parents=[common],
+        help="approve every request a digest lists (each authorized, audited on its own)",
+    )
+    p.add_argument("digest_id", metavar="DIGEST_ID", help="the digest's id (dg-...)")
+    p.add_argument("--reason", default="")
+    p.set_defaults(func=cmd_approve_all)
 
     p = sub.add_parser("ack", parents=[common], help="acknowledge a break-glass approval")
     p.add_argument("id")

@@ -105,6 +105,8 @@ class Service:
         self.supervise_every_s = 1.0
         """How often the supervisor checks the intake threads (and restarts one that ended)."""
         self.intake_restarts = 0
+        self.port: int | None = None
+        """The port ``serve()`` bound (``None`` until it listens)."""
         self._dispatch: queue.Queue[list[RequestRecord] | None] | None = None
         self.dispatched = 0
         """Stored records scheduled and handed to the channels so far (threaded intake)."""
@@ -307,8 +309,17 @@ class Service:
             loop.call_soon_threadsafe(stop.set)
         self.stop_event.set()
 
-    async def serve(self, host: str = "0.0.0.0", port: int = 3000) -> None:
-        """Run until SIGINT/SIGTERM. SIGHUP reloads the policy."""
+    async def serve(
+        self,
+        host: str = "0.0.0.0",
+        port: int = 3000,
+        on_listening: Callable[[int], None] | None = None,
+    ) -> None:
+        """Run until SIGINT/SIGTERM. SIGHUP reloads the policy.
+
+        ``port=0`` binds any free port; ``on_listening`` is called with the port actually bound
+        (read from the listening socket) once the server accepts connections.
+        """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._stop, self._loop = stop, loop
@@ -328,7 +339,10 @@ class Service:
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
-        log.info("hitl serving on http://%s:%d (healthz at /healthz)", host, port)
+        self.port = site.port  # the bound port: not `port` when that was 0
+        log.info("hitl serving on http://%s:%d (healthz at /healthz)", host, self.port)
+        if on_listening is not None:
+            on_listening(self.port)
         await asyncio.to_thread(self.scheduler.arm_tick)
         self.start_intake()
         tasks = [

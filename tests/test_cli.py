@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.api_server import ApiServer
 from tests.conftest import KEYRING, keyring_file
 from tests.redis_server import free_port
 from tests.scenarios.helpers import (
+    audit_entries,
     audit_kinds,
     consuming,
     drain,
@@ -339,6 +341,83 @@ def test_override_with_an_operator_token(
         data["decision"]["reason"],
     )
     assert "operator_override" in audit_kinds(r, "r-1")
+
+
+DIGEST_RULE = """
+  - name: goodwill-credits
+    reason: Small goodwill credits are reviewed in batches.
+    action: issue_credit
+    policy: mandatory
+    roles: [standard]
+    destination: channel:#support-approvals
+    digest: true
+"""
+
+
+@pytest.fixture
+def digest_api(
+    env: None, settings: Settings, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ApiServer]:
+    """`hitl serve`'s API with the shipped policy plus a digest rule for ``issue_credit``."""
+    from hitl.policies import DEFAULT_PATH
+    from hitl.service import Service
+
+    text = DEFAULT_PATH.read_text().replace("\nrules:\n", "\nrules:\n" + DIGEST_RULE, 1)
+    text = text.replace("\ntools:\n", "\ntools:\n  issue_credit: medium\n", 1)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    service = Service(settings.model_copy(update={"policy_path": str(policy)}), store=store)
+    service.consumers[0].ensure_group()
+    with ApiServer(service) as server:
+        monkeypatch.setenv("HITL_URL", server.url)
+        yield server
+    for consumer in service.consumers:
+        consumer.close()
+
+
+def test_approve_all_of_a_real_digest(
+    run: Any, digest_api: ApiServer, r: redis.Redis, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hitl approve-all DIGEST` votes on each listed request through the API: each authorized
+    (alice's own request is refused), decided, audited and delivered; exit 1 for the refusal."""
+    service = digest_api.service
+    requesters = ["dave", "dave", "alice"]
+    for i, who in enumerate(requesters):
+        xadd_raw(r, json.dumps({"id": f"c-{i}", "action": "issue_credit",
+                                "params": {"amount": 5 + i}, "requested_by": who}))  # fmt: skip
+    drain(service.consumers[0])
+    assert ["c-0", "c-1", "c-2"] == sorted(service.digests.waiting("channel:#support-approvals"))
+    digest = service.digests.post("channel:#support-approvals")
+    assert digest is not None
+    monkeypatch.setenv("HITL_TOKEN", digest_api.token("alice"))
+    code, out, err = run("approve-all", digest.id, "--reason", "batch ok")
+    assert (1, "") == (code, err)
+    assert out.startswith(f"{digest.id}: 2 approved; 1 refused: ")
+    assert [State.APPROVED, State.APPROVED, State.PENDING] == [
+        store.get(f"c-{i}").state for i in range(3)
+    ]
+    delivered = [r.llen(f"hitl:decision:c-{i}") for i in range(3)]
+    assert [1, 1, 0] == delivered
+    decision = store.get("c-0").decision
+    assert decision is not None
+    assert ("alice", "api", "batch ok") == (
+        decision.reviewers[0].user_id,
+        decision.reviewers[0].channel,
+        decision.reason,
+    )
+    kinds = [(e.get("request_id"), e["kind"]) for e in audit_entries(r)]
+    assert {("c-0", "approved"), ("c-1", "approved"), ("c-2", "refused")} <= set(kinds)
+    code, out, _err = run("approve-all", digest.id, "--json")
+    data = json.loads(out)
+    assert (1, [False, False, False]) == (code, [i["ok"] for i in data["items"]])
+
+
+def test_approve_all_takes_no_as_and_an_unknown_digest_exits_1(run: Any, as_: Any) -> None:
+    """Identity comes from the token (--as is refused, exit 2); an unknown digest is 404, exit 1."""
+    as_("alice")
+    assert 2 == run("approve-all", "dg-x", "--as", "bob")[0]
+    code, _out, err = run("approve-all", "dg-none")
+    assert 1 == code and "dg-none" in err
 
 
 def test_break_glass_and_ack(run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer) -> None:
@@ -744,3 +823,17 @@ def test_a_local_policy_and_invented_reviewers_cannot_approve(
         assert (2, "") == (code, out)
         assert "identity comes from your token (HITL_TOKEN or `hitl login`), not --as" in err
     assert (State.PENDING, []) == (store.get("r-1").state, store.get("r-1").votes)
+
+
+def test_policy_check_exit_codes_match_the_readme(run: Any, tmp_path: Path) -> None:
+    """`hitl policy check`: 0 for a valid file, 2 (bad input) for an invalid one, as documented."""
+    from hitl.policies import DEFAULT_PATH
+
+    assert 0 == run("policy", "check", str(DEFAULT_PATH))[0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {name: x, aprovals: 2}\n")
+    code, _out, err = run("policy", "check", str(bad))
+    assert (2, True) == (code, "bad.yaml:2" in err)
+    assert "| 2 | bad input or configuration, **including an invalid policy file**" in (
+        Path(__file__).resolve().parent.parent / "README.md"
+    ).read_text(encoding="utf-8")

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import selectors
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +30,8 @@ from hitl.policies import default_policy
 from hitl.queue.store import Store
 from hitl.queue.tokens import TokenRecords
 from hitl.service import Service
-from tests.redis_server import free_port
+from tests.conftest import keyring_file
+from tests.redis_server import RedisServer, free_port
 from tests.scenarios.helpers import run_in_thread, wait_until
 
 
@@ -169,3 +176,48 @@ async def test_a_dead_consumer_thread_is_reported_and_restarted(
     await asyncio.to_thread(wait_until, lambda: service.store.find("r-1"), 10.0, "r-1 stored")
     status, body = await _health(service)
     assert (200, "ok", 1) == (status, body["status"], body["intake_restarts"])
+
+
+def _first_line(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """The first line ``proc`` prints, or a failure naming what it said on stderr."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if not sel.select(timeout):
+            proc.kill()
+            _, err = proc.communicate(5)
+            pytest.fail(f"`hitl serve` printed nothing in {timeout:g}s; stderr:\n{err}")
+    return proc.stdout.readline()
+
+
+@pytest.mark.parametrize(
+    ("args", "port_env"),
+    [(["--port", "0"], None), ([], "0")],
+    ids=["--port 0", "PORT=0"],
+)
+def test_serve_port_0_binds_a_free_port_and_prints_it(
+    redis_server: RedisServer, tmp_path: Path, args: list[str], port_env: str | None
+) -> None:
+    """`hitl serve --port 0` (or PORT=0) binds any free port, prints it, and answers there."""
+    env = {
+        **os.environ,
+        "HITL_REDIS_URL": redis_server.url,
+        "HITL_SIGNING_KEY_FILE": str(keyring_file(tmp_path)),
+        "HITL_DATA_DIR": str(tmp_path / "data"),
+    }
+    env.pop("PORT", None)
+    if port_env is not None:
+        env["PORT"] = port_env
+    cmd = [sys.executable, "-m", "hitl", "serve", "--host", "127.0.0.1", *args]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = _first_line(proc)
+        found = re.search(r"serving on http://127\.0\.0\.1:(\d+) ", line)
+        assert found is not None, line
+        port = int(found.group(1))
+        assert 0 != port and 3000 != port
+        status, body = _get(f"http://127.0.0.1:{port}/healthz")
+        assert (200, "ok") == (status, body["status"])
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)

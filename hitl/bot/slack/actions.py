@@ -32,6 +32,7 @@ from hitl.bot.slack.blocks import (
     SHOW,
     card_blocks,
     card_text,
+    esc,
     pending_blocks,
 )
 from hitl.bot.slack.context import Attempt, SlackContext, params_hash
@@ -145,9 +146,10 @@ def _parse(body: dict[str, Any]) -> BlockAction | None:
 
 
 async def tell(respond: AsyncRespond, text: str) -> None:
-    """An ephemeral answer to the clicker only; the message they clicked stays as it is."""
+    """An ephemeral answer to the clicker only; the message they clicked stays as it is.
+    ``text`` is plain (it may quote a request): it is escaped here."""
     try:
-        await respond(text=text, response_type="ephemeral", replace_original=False)
+        await respond(text=esc(text), response_type="ephemeral", replace_original=False)
     except Exception:  # the answer is a courtesy: a dead response_url must not fail the click
         log.warning("could not answer through response_url", exc_info=True)
 

@@ -65,6 +65,7 @@ __all__ = [
     "clip_md",
     "esc",
     "notice_blocks",
+    "notice_text",
     "decided_line",
     "digest_blocks",
     "digest_text",
@@ -245,11 +246,12 @@ def _full_button(part: str, request_id: str, label: str) -> Json:
 
 
 def card_text(record: RequestRecord) -> str:
-    """The message's ``text``: what notifications and screen readers say."""
+    """The message's ``text``: what notifications and screen readers say. Slack parses it as
+    mrkdwn (a notification would ping ``<!channel>``), so it is escaped like the blocks."""
     view = card_view(record)
     if view.open:
-        return clip(f"{view.badge} {view.risk.value.upper()} approval needed: {view.title}", 300)
-    return clip(f"{view.status}: {view.title}", 300)
+        return clip_md(f"{view.badge} {view.risk.value.upper()} approval needed: {view.title}", 300)
+    return clip_md(f"{view.status}: {view.title}", 300)
 
 
 def card_blocks(
@@ -296,9 +298,17 @@ def card_blocks(
     return blocks
 
 
-def notice_blocks(text: str) -> list[Json]:
-    """A one-section message (thread replies, ephemeral answers)."""
-    return [_section(clip_md(text, MAX_TEXT))]
+def notice_blocks(text: str, mentions: str = "") -> list[Json]:
+    """A one-section message (thread replies, ephemeral answers): ``text`` escaped, then
+    ``mentions`` (hitl's own ``<@U...>``, kept live)."""
+    if not mentions:
+        return [_section(clip_md(text, MAX_TEXT))]
+    return [_section(f"{clip_md(text, MAX_TEXT - len(mentions) - 1)} {mentions}")]
+
+
+def notice_text(text: str, mentions: str = "") -> str:
+    """The top-level ``text`` of a notice: ``text`` escaped, then the live ``mentions``."""
+    return f"{esc(text)} {mentions}".strip()
 
 
 def _facts(view: CardView) -> list[Json]:
@@ -519,7 +529,7 @@ def decided_line(record: RequestRecord) -> str:
 
 def digest_text(digest: Digest) -> str:
     n = len(digest.items)
-    return clip(f"{n} request{'s' if n != 1 else ''} to review in {digest.dest}", 300)
+    return clip_md(f"{n} request{'s' if n != 1 else ''} to review in {digest.dest}", 300)
 
 
 def _item_option(item: DigestItem) -> Json:

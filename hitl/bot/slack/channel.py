@@ -45,6 +45,7 @@ from hitl.bot.slack.blocks import (
     digest_blocks,
     digest_text,
     notice_blocks,
+    notice_text,
 )
 from hitl.bot.slack.delivery import Caller, DeliveryError, DeliveryStats
 from hitl.bot.slack.settings import SlackSettings
@@ -299,7 +300,7 @@ class SlackChannel:
         targets = await self.route(target, exclude=requester) if target is not None else []
         people = [p for t in targets for p in t.people]
         mention = " ".join(f"<@{p}>" for p in people)
-        await self.reply_in_threads(record, f"{text} {mention}".strip())
+        await self.reply_in_threads(record, text, mentions=mention)
         have = {c.conversation for c in record.cards if c.channel == CHANNEL}
         for t in targets:
             conversation = self._channel_ids.get(t.conversation, t.conversation)
@@ -311,8 +312,9 @@ class SlackChannel:
                 have.add(ref.conversation)
         self.stats.notified += 1
 
-    async def reply_in_threads(self, record: RequestRecord, text: str) -> None:
-        """A reply under each posted copy of the card (one per conversation)."""
+    async def reply_in_threads(self, record: RequestRecord, text: str, mentions: str = "") -> None:
+        """A reply under each posted copy of the card (one per conversation): ``text`` (which
+        may quote the agent) escaped, then hitl's own ``mentions``."""
         seen: set[str] = set()
         for card in record.cards:
             if card.channel != CHANNEL or card.conversation in seen:
@@ -324,8 +326,8 @@ class SlackChannel:
                     pace_key=card.conversation,
                     channel=card.conversation,
                     thread_ts=card.thread or card.message,
-                    text=text,
-                    blocks=notice_blocks(text),
+                    text=notice_text(text, mentions),
+                    blocks=notice_blocks(text, mentions),
                 )
             except DeliveryError as exc:
                 log.warning("thread reply for %s failed: %s", record.id, exc)
@@ -338,7 +340,7 @@ class SlackChannel:
                     "chat.postMessage",
                     pace_key=t.conversation,
                     channel=t.conversation,
-                    text=text,
+                    text=notice_text(text),
                     blocks=notice_blocks(text),
                 )
             except DeliveryError as exc:

@@ -104,9 +104,16 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
 
 
 async def _say(
-    respond: AsyncRespond, text: str, blocks: list[dict[str, Any]] | None = None
+    respond: AsyncRespond,
+    text: str,
+    blocks: list[dict[str, Any]] | None = None,
+    *,
+    mrkdwn: bool = False,
 ) -> None:
-    await respond(text=text, blocks=blocks or notice_blocks(text), response_type="ephemeral")
+    """An ephemeral answer. ``text`` is plain and escaped here, unless ``mrkdwn`` says it is
+    already safe mrkdwn (escaped where it quotes anyone, with live mentions of hitl's own)."""
+    md = text if mrkdwn else esc(text)
+    await respond(text=md, blocks=blocks or notice_blocks(text), response_type="ephemeral")
 
 
 async def run(
@@ -126,7 +133,7 @@ async def run(
             await _say(respond, f"{page.total} pending requests you may decide", blocks)
         elif parsed.name == "show":
             record = await ctx.run(ctx.store.get, parsed.request_id)
-            await _say(respond, card_text(record), card_blocks(record))
+            await _say(respond, card_text(record), card_blocks(record), mrkdwn=True)
         elif parsed.name == "approve":
             result = await ctx.run(ctx.decider.approve, parsed.request_id, reviewer, parsed.reason)
             await _say(respond, f":white_check_mark: `{parsed.request_id}`: {result.message}")
@@ -141,6 +148,7 @@ async def run(
                 respond,
                 text,
                 [{"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}],
+                mrkdwn=True,
             )
     except (RefusedAttempt, NotFound) as exc:
         await _say(respond, f":no_entry: {exc}")

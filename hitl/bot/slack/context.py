@@ -73,9 +73,9 @@ class SlackContext:
 
     async def ephemeral(self, conversation: str, user: str, text: str) -> None:
         """A message only ``user`` sees (a DM from the bot when there is no conversation)."""
-        from hitl.bot.slack.blocks import notice_blocks
+        from hitl.bot.slack.blocks import notice_blocks, notice_text
 
-        blocks = notice_blocks(text)
+        blocks, text = notice_blocks(text), notice_text(text)
         try:
             if conversation:
                 await self.channel.caller.call(
