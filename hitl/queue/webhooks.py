@@ -158,7 +158,11 @@ class WebhookDeliverer:
 
         def commit() -> None:
             self.store.append_events([event])
-            self.store.redis.xack(self.keys.webhooks, self.group, entry_id)
+            # Done with: acknowledged and deleted together, so the outbox holds only open work.
+            pipe = self.store.redis.pipeline(transaction=True)
+            pipe.xack(self.keys.webhooks, self.group, entry_id)
+            pipe.xdel(self.keys.webhooks, entry_id)
+            pipe.execute()
 
         await asyncio.to_thread(commit)
 

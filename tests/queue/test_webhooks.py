@@ -116,6 +116,7 @@ async def test_delivery_is_signed_and_audited(
         "r-1" == [e for e in audit_entries(r) if e["kind"] == "webhook_delivered"][0]["request_id"]
     )
     assert 0 == _unacked(r)
+    assert 0 == r.xlen("hitl:webhooks")  # delivered entries leave the outbox
 
 
 def test_signature_header_format() -> None:
