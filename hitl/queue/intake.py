@@ -429,30 +429,23 @@ class IntakeConsumer:
             deadline=deadline,
             params=request.params,
         )
-        actor = request.agent_id or "agent"
-        events = [
-            AuditEvent(
-                "submitted",
-                record.id,
-                actor,
-                {
-                    "action": request.action,
-                    "summary": request.summary,
-                    "params": request.params,
-                    "requested_by": request.requested_by,
-                    "session_id": request.session_id,
-                    "dry_run": request.dry_run,
-                    "stream_id": stream_id,
-                    "verdict": verdict.kind.value,
-                    "risk": verdict.risk.value,
-                    "rule": verdict.rule,
-                    "why": verdict.reason,
-                },
-                verdict.policy_version,
-            )
-        ]
+        details: dict[str, Any] = {
+            "action": request.action,
+            "summary": request.summary,
+            "params": request.params,
+            "requested_by": request.requested_by,
+            "session_id": request.session_id,
+            "dry_run": request.dry_run,
+            "stream_id": stream_id,
+            "verdict": verdict.kind.value,
+            "risk": verdict.risk.value,
+            "rule": verdict.rule,
+            "why": verdict.reason,
+        }
         decision: Decision | None = None
         if verdict.kind is not VerdictKind.REVIEW:
+            # Decided by the policy at once: the submission's one entry also records the
+            # outcome (and, added by the store, where the decision was delivered).
             outcome = (
                 Outcome.AUTO_APPROVED
                 if verdict.kind is VerdictKind.AUTO_APPROVE
@@ -462,18 +455,14 @@ class IntakeConsumer:
                 record, outcome, reason=verdict.reason or (verdict.rule or ""), now=now
             )
             record = record.model_copy(update={"state": outcome.state, "decision": decision})
-            events.append(
-                AuditEvent(
-                    outcome.value,
-                    record.id,
-                    "policy",
-                    {"rule": verdict.rule, "reason": verdict.reason},
-                    verdict.policy_version,
-                )
-            )
+            details["outcome"] = outcome.value
+            details["decided_by"] = "policy"
+        submitted = AuditEvent(
+            "submitted", record.id, request.agent_id or "agent", details, verdict.policy_version
+        )
         assert record.state is State.PENDING or decision is not None
         return IntakeItem(
-            stream_id=stream_id, record=record, decision=decision, events_if_stored=events
+            stream_id=stream_id, record=record, decision=decision, events_if_stored=[submitted]
         )
 
     def _dead(

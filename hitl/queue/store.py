@@ -25,7 +25,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis
@@ -83,6 +83,27 @@ def _same_request(stored: str | RequestRecord, new: RequestRecord) -> bool:
     """Whether a resubmission under an existing id asks for the same thing (a retry)."""
     old = stored if isinstance(stored, RequestRecord) else RequestRecord.model_validate_json(stored)
     return old.request == new.request
+
+
+def _with_delivery(
+    events: list[AuditEvent], decision: Decision, targets: list[str]
+) -> list[AuditEvent]:
+    """The change's events with the delivery recorded on the entry that records the decision
+    (the request's last event: ``approved``, ``expired``, an auto-decided ``submitted``), so a
+    decision is one audit entry, not two; a ``delivered`` entry only when no such event exists."""
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if event.request_id == decision.request_id:
+            details = {**event.details, "delivered_to": targets}
+            return [*events[:index], replace(event, details=details), *events[index + 1 :]]
+    delivered = AuditEvent(
+        "delivered",
+        decision.request_id,
+        "store",
+        {"outcome": decision.outcome.value, "delivered_to": targets},
+        decision.policy_version,
+    )
+    return [*events, delivered]
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
@@ -431,15 +452,7 @@ class Store:
             if callback:
                 pipe.xadd(self.keys.webhooks, {"url": callback, "decision": payload})
                 targets.append("webhook-outbox")
-            events.append(
-                AuditEvent(
-                    "delivered",
-                    decision.request_id,
-                    "store",
-                    {"outcome": decision.outcome.value, "to": targets},
-                    decision.policy_version,
-                )
-            )
+            events = _with_delivery(events, decision, targets)
         if record is not None:
             kinds = ",".join(e.kind for e in events if e.request_id == record.id) or "changed"
             pipe.xadd(
