@@ -137,6 +137,7 @@ class IntakeConsumer:
             )
         )
         self._claim_cursor = "0-0"
+        self._reclaimed_at = -math.inf
         self.read_count = batch
         """Entries per read: ``batch``, or 1 for a while after a read over READ_BUDGET_BYTES."""
         self.alive = False
@@ -198,8 +199,9 @@ class IntakeConsumer:
         }
 
     def run_once(self, block_ms: int | None = None) -> int:
-        """Reclaim stale entries, then read and process one batch. Returns entries handled."""
-        handled = self.reclaim()
+        """Reclaim stale entries (when due), then read and process one batch. Returns entries
+        handled."""
+        handled = self._reclaim_when_due()
         block = self.block_ms if block_ms is None else block_ms
         reply = self._raw.xreadgroup(
             self.group,
@@ -221,6 +223,18 @@ class IntakeConsumer:
             self.read_count = 1
         elif self.read_count == 1 and size <= MAX_PAYLOAD_BYTES:
             self.read_count = self.batch
+
+    def _reclaim_when_due(self) -> int:
+        """:meth:`reclaim` at most every ``claim_idle_ms / 2`` (and at least every second),
+        or at once while a scan of the pending entries is unfinished: an entry is idle for at
+        least ``claim_idle_ms`` before it can be claimed anyway, and checking on every batch
+        cost a round trip per batch."""
+        now = time.monotonic()
+        every = min(self.claim_idle_ms / 2000, 1.0)
+        if self._claim_cursor == "0-0" and now - self._reclaimed_at < every:
+            return 0
+        self._reclaimed_at = now
+        return self.reclaim()
 
     def reclaim(self) -> int:
         """Take over entries another consumer read but never acknowledged (it died)."""
