@@ -112,7 +112,7 @@ class IntakeConsumer:
         *,
         group: str = "hitl-intake",
         name: str | None = None,
-        batch: int = 100,
+        batch: int = 200,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
         on_stored: Callable[[list[RequestRecord]], None] | None = None,
