@@ -1,10 +1,10 @@
 """Scheduler benchmarks: escalation lateness with the real RQ scheduler, and scheduling cost.
 
 Lateness is "deadline -> escalation fired": the time between a level's deadline and the moment
-the job's transaction ran, as recorded in the ``escalated`` / ``expired`` audit entries
+the sweep's transaction ran, as recorded in the ``escalated`` / ``expired`` audit entries
 (``late_s``). It is measured with a real ``rq worker --with-scheduler`` process (the Procfile's
-worker) on its own redis-server; the RQ scheduler polls once a second and counts whole seconds,
-and hitl schedules at the next whole second so that a job never runs early.
+worker) on its own redis-server; the sweep runs at each whole second, and the RQ scheduler polls
+once a second, so a deadline is acted on up to ~2 s after it, never before.
 
 Run with ``make bench`` (or ``python -m bench.bench_scheduler``). Prints figures, asserts nothing.
 """
@@ -103,7 +103,8 @@ def bench_lateness(server: RedisServer, n: int) -> tuple[list[float], list[float
 
 
 def bench_scheduling(server: RedisServer, n: int) -> float:
-    """Records/s through ``Scheduler.on_stored`` (the next level's job and its reminder)."""
+    """Records/s through ``Scheduler.on_stored`` (digest folding; no job per request: the
+    sweep reads ``hitl:pending``)."""
     r = server.client()
     r.flushall()
     settings = Settings(redis_url=server.url, keyring=KEYRING)
@@ -195,7 +196,7 @@ def main() -> None:
         rate = bench_scheduling(server, args.schedule)
         print(
             f"scheduling (Scheduler.on_stored alone): {rate:,.0f} requests/s "
-            "(the first level's job + its reminder: 2 rq jobs each, one thread)"
+            "(digest folding only: no job per request, one thread)"
         )
         bare = statistics.median(bench_intake(server, args.intake, False) for _ in range(3))
         hooked = statistics.median(bench_intake(server, args.intake, True) for _ in range(3))

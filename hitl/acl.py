@@ -9,7 +9,7 @@ touching the audit chain or the scheduler's jobs. The rules, per user:
   so they need read and write on those keys); ``GET``/``EXISTS`` on ``<prefix>req:*``
   (read-only), which is all :class:`hitl.Client` and :class:`hitl.AsyncClient` send.
 - ``hitl-service`` (``hitl serve``) and ``hitl-worker`` (``hitl worker``): every key under the
-  prefix and RQ's ``rq:*`` (the service enqueues escalation jobs, the worker runs them, and both
+  prefix and RQ's ``rq:*`` (the service arms the sweep and tick jobs, the worker runs them, and both
   write records, audit entries and decisions); data, stream, transaction and scripting commands
   (the store's WATCH/MULTI, the notification and digest-lock Lua scripts, RQ's own scripts); no
   ``@admin`` and no ``@dangerous`` command (no ``KEYS``, ``FLUSHALL``, ``CONFIG``, ``CLIENT

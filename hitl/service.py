@@ -109,7 +109,7 @@ class Service:
         """The port ``serve()`` bound (``None`` until it listens)."""
         self._dispatch: queue.Queue[list[RequestRecord] | None] | None = None
         self.dispatched = 0
-        """Stored records scheduled and handed to the channels so far (threaded intake)."""
+        """Stored records folded and handed to the channels so far (threaded intake)."""
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -118,14 +118,14 @@ class Service:
 
     def _on_stored(self, records: list[RequestRecord]) -> None:
         """Newly stored records: hand them to the dispatcher thread when the intake runs
-        threaded (so scheduling and card posting never slow intake down), else act inline."""
+        threaded (so digest folding and card posting never slow intake down), else act inline."""
         if self._dispatch is not None:
             self._dispatch.put(records)
         else:
             self._dispatch_now(records)
 
     def _dispatcher(self) -> None:
-        """Drain stored records in batches: schedule their jobs, then post their cards."""
+        """Drain stored records in batches: fold digests, then post their cards."""
         assert self._dispatch is not None
         while True:
             first = self._dispatch.get()
@@ -148,8 +148,8 @@ class Service:
 
     def _dispatch_now(self, records: list[RequestRecord]) -> None:
         try:
-            cards = self.scheduler.on_stored(records)  # schedules jobs; folds digests and bursts
-        except Exception:  # scheduling must not stop intake; the tick's sweep catches up
+            cards = self.scheduler.on_stored(records)  # arms the sweep; folds digests and bursts
+        except Exception:  # folding must not stop intake; the digests' tick catches up
             log.exception("scheduling failed")
             cards = list(records)
         for hook in self.stored_hooks:
@@ -226,7 +226,7 @@ class Service:
     # -- running -------------------------------------------------------------------------------
 
     def start_intake(self) -> None:
-        # Bounded: if scheduling falls far behind a burst, intake waits rather than piling up.
+        # Bounded: if dispatching falls far behind a burst, intake waits rather than piling up.
         self._dispatch = queue.Queue(maxsize=1000)
         dispatcher = threading.Thread(target=self._dispatcher, name="dispatch", daemon=True)
         dispatcher.start()

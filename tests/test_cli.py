@@ -635,12 +635,12 @@ def test_audit_verify_and_export(
     submit_raw(r, pintake, "r-1")
     assert 0 == run("approve", "r-1")[0]
     code, out, _err = run("audit", "verify")
-    assert (0, True) == (code, out.startswith("OK: 5 entries, head seq 5 hash "))
+    assert (0, True) == (code, out.startswith("OK: 3 entries, head seq 3 hash "))
     data = json.loads(run("audit", "verify", "--json")[1])
-    assert (True, 5, None) == (data["ok"], data["entries"], data["first_bad_seq"])
+    assert (True, 3, None) == (data["ok"], data["entries"], data["first_bad_seq"])
 
     code, out, _err = run("audit", "checkpoint")
-    assert (0, True) == (code, out.startswith("checkpoint seq 5 hash "))
+    assert (0, True) == (code, out.startswith("checkpoint seq 3 hash "))
     assert (0, "the chain has not moved since the last checkpoint\n") == run("audit", "checkpoint")[
         :2
     ]
@@ -651,9 +651,9 @@ def test_audit_verify_and_export(
         code,
         out.splitlines()[1],
     )
-    assert 6 == len(path.read_text().splitlines())  # 5 entries and their checkpoint
+    assert 4 == len(path.read_text().splitlines())  # 3 entries and their checkpoint
     code, out, _err = run("audit", "verify", str(path), "--head", head)
-    assert (0, True) == (code, "anchored by 1 signed checkpoints up to seq 5" in out)
+    assert (0, True) == (code, "anchored by 1 signed checkpoints up to seq 3" in out)
 
 
 def test_audit_verify_pages_through_long_chains(run: Any, store: Store) -> None:

@@ -495,8 +495,10 @@ class Decider:
         if not self.authority.quorum_met(record.verdict, votes):
             return Change(record=updated, events=[vote_event])
         approvers = [v.reviewer for v in votes if v.approve]
+        # The deciding vote is recorded on the ``approved`` entry itself: one entry, not two.
+        vote = {k: v for k, v in vote_event.details.items() if k != "reason"}
         return self._terminal(
-            updated, Outcome.APPROVED, approvers, reason, actor=stamped, events=[vote_event]
+            updated, Outcome.APPROVED, approvers, reason, actor=stamped, extra={"vote": vote}
         )
 
     def _terminal(
@@ -508,6 +510,7 @@ class Decider:
         *,
         actor: Reviewer,
         events: list[AuditEvent] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Change:
         decision = self.store.make_decision(record, outcome, reviewers=reviewers, reason=reason)
         final = record.model_copy(update={"state": outcome.state, "decision": decision})
@@ -520,6 +523,7 @@ class Decider:
         }
         if decision.modified:
             details["original_params"] = decision.original_params
+        details.update(extra or {})
         event = AuditEvent(
             outcome.value, record.id, actor.user_id, details, record.verdict.policy_version
         )

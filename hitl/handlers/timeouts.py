@@ -42,6 +42,7 @@ __all__ = [
     "mark_seen",
     "notices",
     "remind",
+    "reminder",
     "review_latency",
 ]
 
@@ -263,7 +264,12 @@ def remind(
     request is decided, already escalated past it, or the deadline has passed."""
     now = store.clock() if now is None else now
     record = store.find(request_id)
-    if record is None or record.state is not State.PENDING:
+    return reminder(record, level, now) if record is not None else None
+
+
+def reminder(record: RequestRecord, level: int, now: float) -> Notification | None:
+    """:func:`remind` for a record already read (the sweep reads many at once)."""
+    if record.state is not State.PENDING:
         return None
     steps = chain(record)
     if not 1 <= level <= len(steps) or record.escalation_level != level - 1:

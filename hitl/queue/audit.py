@@ -43,6 +43,7 @@ __all__ = [
     "VerifyReport",
     "build_entry",
     "check_entry",
+    "encode_entry",
     "open_anchor",
     "read_jsonl",
     "verify_chain",
@@ -90,18 +91,29 @@ def _hash(prev_hash: str, body: str) -> str:
 
 def build_entry(head: ChainHead, event: AuditEvent, ts: float) -> dict[str, Any]:
     """The next entry after ``head``: numbered, linked and hashed."""
-    entry: dict[str, Any] = {
-        "seq": head.seq + 1,
-        "ts": round(ts, 6),
-        "kind": event.kind,
-        "request_id": event.request_id,
-        "actor": event.actor,
-        "details": event.details,
-        "policy_version": event.policy_version,
-        "prev_hash": head.hash,
-    }
-    entry["hash"] = _hash(head.hash, _body(entry))
-    return entry
+    return json.loads(encode_entry(head, event, ts)[1])  # type: ignore[no-any-return]
+
+
+def encode_entry(head: ChainHead, event: AuditEvent, ts: float) -> tuple[ChainHead, str]:
+    """The next entry after ``head`` as the JSON text the chain stores, and the new head.
+
+    The text is the canonical body (what the hash covers) with ``hash`` appended: the body is
+    serialized once, for hashing and for storage alike (a reader parses it like any entry).
+    """
+    body = canonical_json(
+        {
+            "seq": head.seq + 1,
+            "ts": round(ts, 6),
+            "kind": event.kind,
+            "request_id": event.request_id,
+            "actor": event.actor,
+            "details": event.details,
+            "policy_version": event.policy_version,
+            "prev_hash": head.hash,
+        }
+    )
+    digest = _hash(head.hash, body)
+    return ChainHead(head.seq + 1, digest), f'{body[:-1]},"hash":"{digest}"}}'
 
 
 # -- checkpoints -------------------------------------------------------------------------------

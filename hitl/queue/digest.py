@@ -162,22 +162,30 @@ class Digests:
             elif cfg.pace > 0:
                 paced.append(record)
         if paced:
-            pipe = self.redis.pipeline(transaction=False)
+            # One INCRBY per destination for the whole batch: the n-th record of a destination
+            # in it is card number (count before the batch) + n of the window.
+            by_dest: dict[str, list[RequestRecord]] = {}
             for record in paced:
-                key = self._pace(dest_key(record.verdict.destination), window)
-                pipe.incr(key)
+                by_dest.setdefault(dest_key(record.verdict.destination), []).append(record)
+            pipe = self.redis.pipeline(transaction=False)
+            for dest, group in by_dest.items():
+                key = self._pace(dest, window)
+                pipe.incrby(key, len(group))
                 pipe.expire(key, cfg.pace_window_s * 2)
             replies = self._call(pipe.execute)
-            for record, count in zip(paced, replies[::2], strict=True):
-                urgent = record.verdict.risk.rank >= Risk.HIGH.rank
-                if not urgent and int(count) > cfg.pace:
-                    queued.append((record, window_end))
+            for (_dest, group), total in zip(by_dest.items(), replies[::2], strict=True):
+                for number, record in enumerate(group, start=int(total) - len(group) + 1):
+                    urgent = record.verdict.risk.rank >= Risk.HIGH.rank
+                    if not urgent and number > cfg.pace:
+                        queued.append((record, window_end))
         if queued:
-            pipe = self.redis.pipeline(transaction=False)
+            waiting: dict[str, dict[str, float]] = {}
             for record, post_at in queued:
-                dest = dest_key(record.verdict.destination)
-                pipe.zadd(self._queue(dest), {record.id: post_at}, nx=True)
-                pipe.zadd(self._due, {dest: post_at}, lt=True)
+                waiting.setdefault(dest_key(record.verdict.destination), {})[record.id] = post_at
+            pipe = self.redis.pipeline(transaction=False)
+            for dest, members in waiting.items():
+                pipe.zadd(self._queue(dest), members, nx=True)
+                pipe.zadd(self._due, {dest: min(members.values())}, lt=True)
             self._call(pipe.execute)
         folded = {record.id for record, _ in queued}
         return [r for r in records if r.id not in folded]

@@ -112,7 +112,7 @@ class IntakeConsumer:
         *,
         group: str = "hitl-intake",
         name: str | None = None,
-        batch: int = 100,
+        batch: int = 200,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
         on_stored: Callable[[list[RequestRecord]], None] | None = None,
@@ -137,6 +137,7 @@ class IntakeConsumer:
             )
         )
         self._claim_cursor = "0-0"
+        self._reclaimed_at = -math.inf
         self.read_count = batch
         """Entries per read: ``batch``, or 1 for a while after a read over READ_BUDGET_BYTES."""
         self.alive = False
@@ -198,8 +199,9 @@ class IntakeConsumer:
         }
 
     def run_once(self, block_ms: int | None = None) -> int:
-        """Reclaim stale entries, then read and process one batch. Returns entries handled."""
-        handled = self.reclaim()
+        """Reclaim stale entries (when due), then read and process one batch. Returns entries
+        handled."""
+        handled = self._reclaim_when_due()
         block = self.block_ms if block_ms is None else block_ms
         reply = self._raw.xreadgroup(
             self.group,
@@ -221,6 +223,18 @@ class IntakeConsumer:
             self.read_count = 1
         elif self.read_count == 1 and size <= MAX_PAYLOAD_BYTES:
             self.read_count = self.batch
+
+    def _reclaim_when_due(self) -> int:
+        """:meth:`reclaim` at most every ``claim_idle_ms / 2`` (and at least every second),
+        or at once while a scan of the pending entries is unfinished: an entry is idle for at
+        least ``claim_idle_ms`` before it can be claimed anyway, and checking on every batch
+        cost a round trip per batch."""
+        now = time.monotonic()
+        every = min(self.claim_idle_ms / 2000, 1.0)
+        if self._claim_cursor == "0-0" and now - self._reclaimed_at < every:
+            return 0
+        self._reclaimed_at = now
+        return self.reclaim()
 
     def reclaim(self) -> int:
         """Take over entries another consumer read but never acknowledged (it died)."""
@@ -429,30 +443,23 @@ class IntakeConsumer:
             deadline=deadline,
             params=request.params,
         )
-        actor = request.agent_id or "agent"
-        events = [
-            AuditEvent(
-                "submitted",
-                record.id,
-                actor,
-                {
-                    "action": request.action,
-                    "summary": request.summary,
-                    "params": request.params,
-                    "requested_by": request.requested_by,
-                    "session_id": request.session_id,
-                    "dry_run": request.dry_run,
-                    "stream_id": stream_id,
-                    "verdict": verdict.kind.value,
-                    "risk": verdict.risk.value,
-                    "rule": verdict.rule,
-                    "why": verdict.reason,
-                },
-                verdict.policy_version,
-            )
-        ]
+        details: dict[str, Any] = {
+            "action": request.action,
+            "summary": request.summary,
+            "params": request.params,
+            "requested_by": request.requested_by,
+            "session_id": request.session_id,
+            "dry_run": request.dry_run,
+            "stream_id": stream_id,
+            "verdict": verdict.kind.value,
+            "risk": verdict.risk.value,
+            "rule": verdict.rule,
+            "why": verdict.reason,
+        }
         decision: Decision | None = None
         if verdict.kind is not VerdictKind.REVIEW:
+            # Decided by the policy at once: the submission's one entry also records the
+            # outcome (and, added by the store, where the decision was delivered).
             outcome = (
                 Outcome.AUTO_APPROVED
                 if verdict.kind is VerdictKind.AUTO_APPROVE
@@ -462,18 +469,14 @@ class IntakeConsumer:
                 record, outcome, reason=verdict.reason or (verdict.rule or ""), now=now
             )
             record = record.model_copy(update={"state": outcome.state, "decision": decision})
-            events.append(
-                AuditEvent(
-                    outcome.value,
-                    record.id,
-                    "policy",
-                    {"rule": verdict.rule, "reason": verdict.reason},
-                    verdict.policy_version,
-                )
-            )
+            details["outcome"] = outcome.value
+            details["decided_by"] = "policy"
+        submitted = AuditEvent(
+            "submitted", record.id, request.agent_id or "agent", details, verdict.policy_version
+        )
         assert record.state is State.PENDING or decision is not None
         return IntakeItem(
-            stream_id=stream_id, record=record, decision=decision, events_if_stored=events
+            stream_id=stream_id, record=record, decision=decision, events_if_stored=[submitted]
         )
 
     def _dead(

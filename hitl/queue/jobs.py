@@ -1,13 +1,12 @@
 """The RQ job functions, and the worker that runs them.
 
-Jobs take ids and numbers, never live clients (``escalate_job("r-42", 2)``), and build what they
-need from the environment once per process (``HITL_REDIS_URL``, ``HITL_SIGNING_KEY_FILE``,
-``HITL_PREFIX``:
-see :class:`~hitl.config.Settings`; pacing: :meth:`SchedulerConfig.from_env`). Every job re-reads
-the request and does nothing if it is already decided, so running one twice, late or after a
-newer one is harmless. Transient failures (Redis unreachable) raise, and rq retries them
-(``Retry`` on every job); the periodic tick's sweep also catches any overdue request whose job
-was lost.
+Jobs take ids and numbers, never live clients, and build what they need from the environment
+once per process (``HITL_REDIS_URL``, ``HITL_SIGNING_KEY_FILE``, ``HITL_PREFIX``: see
+:class:`~hitl.config.Settings`; pacing: :meth:`SchedulerConfig.from_env`). The work is done by
+:func:`sweep_job`, every second: it reads the pending requests that are due from ``hitl:pending``
+(scored by deadline), re-reads each one and does nothing if it is already decided, so a sweep
+that runs twice, late or beside another is harmless; notifications are deduplicated by key.
+Transient failures (Redis unreachable) raise, and rq retries them (``Retry`` on every job).
 
 This module is the worker's composition root, the one place in ``hitl.queue`` that calls the
 use cases in :mod:`hitl.handlers` (as ``hitl.service`` does for the web process).
@@ -15,6 +14,8 @@ use cases in :mod:`hitl.handlers` (as ``hitl.service`` does for the web process)
 Tests inject a store with a :class:`~hitl.queue.scheduler.ManualClock` and run jobs in-process::
 
     with use_context(JobContext.build(store)) as ctx:
+        ctx.scheduler.arm_sweep()
+        clock.advance(600)
         ctx.scheduler.enqueue_due()
         SimpleWorker([ctx.scheduler.queue], connection=ctx.scheduler.connection).work(burst=True)
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -32,12 +34,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from hitl.config import Settings
 from hitl.errors import NotFound
-from hitl.handlers.timeouts import Action, Escalation, due_level, escalate, notices, remind
-from hitl.models import State
+from hitl.handlers.timeouts import Escalation, due_level, escalate, notices, remind, reminder
+from hitl.models import RequestRecord
 from hitl.queue.digest import Digests
 from hitl.queue.keys import Keys
 from hitl.queue.scheduler import (
@@ -48,6 +50,7 @@ from hitl.queue.scheduler import (
     Scheduler,
     SchedulerConfig,
     StreamSink,
+    chain,
     raw_connection,
 )
 from hitl.queue.store import Store
@@ -62,12 +65,16 @@ __all__ = [
     "run_worker",
     "start_worker",
     "stop_worker",
+    "sweep_job",
     "tick_job",
     "use_context",
 ]
 
 log = logging.getLogger("hitl.jobs")
 SWEEP_BATCH = 500
+"""Records read per MGET."""
+SWEEP_MAX = 10_000
+"""Due requests one sweep handles at most; the next sweep, a second later, takes the rest."""
 MAX_EARLY_S = 1.0
 
 
@@ -148,41 +155,101 @@ def use_context(ctx: JobContext) -> Iterator[JobContext]:
 # -- the jobs ----------------------------------------------------------------------------------
 
 
+def sweep_job() -> dict[str, int]:
+    """Every ``sweep_s`` seconds: arm the next sweep, then send every reminder and fire every
+    escalation and expiry that is due, in one pass over ``hitl:pending``."""
+    ctx = context()
+    now = ctx.store.clock()
+    ctx.scheduler.arm_sweep(now)  # first: a failure below must not stop the sweeping
+    reminded = _remind_due(ctx, now)
+    escalated = _sweep_overdue(ctx, now)
+    return {"reminded": reminded, "escalated": escalated}
+
+
+def _sweep_overdue(ctx: JobContext, now: float) -> int:
+    """Escalate (or time out) every pending request whose deadline has passed, up to
+    SWEEP_MAX of them (the next sweep takes the rest). Returns requests changed."""
+    store = ctx.store
+    ids = store.redis.zrangebyscore(store.keys.pending, "-inf", now, start=0, num=SWEEP_MAX)
+    changed = 0
+    for record in _records(store, [str(i) for i in ids]):
+        level = due_level(record, now)
+        if level > record.escalation_level:
+            changed += _escalate(ctx, record.id, level, now).changed
+    return changed
+
+
+def _remind_due(ctx: JobContext, now: float) -> int:
+    """Remind whoever is waited on ``remind_before_s`` before each deadline: the requests whose
+    deadline entered ``(now, now + remind_before_s]`` since the last sweep (the key
+    ``reminded_until`` keeps where the last sweep stopped). Returns reminders sent."""
+    before = ctx.scheduler.config.remind_before_s
+    if not before:
+        return 0
+    store = ctx.store
+    horizon = now + before
+    last = store.redis.get(store.keys.reminded_until)
+    low = float(last) if last is not None else -math.inf
+    if low >= horizon:
+        return 0
+    due = cast(
+        list[tuple[str, float]],
+        store.redis.zrangebyscore(
+            store.keys.pending, low, horizon, start=0, num=SWEEP_MAX, withscores=True
+        ),
+    )
+    sent = 0
+    for record in _records(store, [str(i) for i, _score in due]):
+        level = record.escalation_level + 1
+        steps = chain(record)
+        if level > len(steps):
+            continue
+        previous = steps[level - 2].due_at if level > 1 else record.created_at
+        if steps[level - 1].due_at - before <= previous:
+            continue  # the reminder would come before the previous deadline: not useful
+        notice = reminder(record, level, now)
+        if notice is not None and ctx.sink.send(notice):
+            sent += 1
+    # Inclusive next time: a full page ends at a score that may have more members.
+    reached = float(due[-1][1]) if len(due) == SWEEP_MAX else horizon
+    store.redis.set(store.keys.reminded_until, repr(reached))
+    return sent
+
+
+def _records(store: Store, ids: list[str]) -> Iterator[RequestRecord]:
+    """The records of ``ids`` that still exist, read ``SWEEP_BATCH`` at a time."""
+    for offset in range(0, len(ids), SWEEP_BATCH):
+        chunk = ids[offset : offset + SWEEP_BATCH]
+        raws = store.redis.mget([store.keys.req(i) for i in chunk])
+        for raw in raws:
+            if raw is not None:
+                yield RequestRecord.model_validate_json(raw)
+
+
 def escalate_job(request_id: str, level: int, at: float | None = None) -> str:
-    """At level ``level``'s deadline ``at``: escalate (or time out), tell people, schedule the
-    next level."""
+    """Kept for jobs an earlier version queued per request: escalate at ``at`` (the sweep now
+    does this for every request)."""
     ctx = context()
     ctx.wait_until(at)
     try:
-        result = _escalate(ctx, request_id, level)
+        return _escalate(ctx, request_id, level).action.value
     except NotFound:
         return "noop"
-    if result.action is Action.NOT_DUE and result.step is not None:
-        # Ran early (a modification changed the verdict and its chain): come back on time.
-        due = result.step.due_at
-        job_id = f"{ctx.scheduler.job_id('esc', request_id, level)}-at{int(due)}"
-        ctx.scheduler.schedule_at("escalate_job", (request_id, level, due), due, job_id)
-    return result.action.value
 
 
 def _escalate(ctx: JobContext, request_id: str, level: int, now: float | None = None) -> Escalation:
-    """Escalate, tell whoever must be told (once), and schedule the next level's job."""
+    """Escalate and tell whoever must be told (once)."""
     result = escalate(ctx.store, request_id, level, now)
     for notice in notices(result):
         ctx.sink.send(notice)
-    if result.record is not None:
-        ctx.scheduler.schedule(result.record, now)  # nothing once decided or already scheduled
     return result
 
 
 def remind_job(request_id: str, level: int, at: float | None = None) -> str:
-    """Before level ``level``'s deadline: remind whoever is being waited on (at most once)."""
+    """Kept for jobs an earlier version queued per request: remind before ``level``'s deadline."""
     ctx = context()
     ctx.wait_until(at)
     notice = remind(ctx.store, request_id, level)
-    record = ctx.store.find(request_id)
-    if record is not None and record.state is State.PENDING:
-        ctx.scheduler.schedule(record, reminded=True)  # this level's escalation job, next
     if notice is None:
         return "noop"
     return "sent" if ctx.sink.send(notice) else "already sent"
@@ -198,26 +265,17 @@ def digest_job(dest: str | None = None) -> list[str]:
 
 
 def tick_job() -> dict[str, Any]:
-    """The periodic job: re-arm itself, sweep overdue requests, post due digests, and raise the
-    alert for break-glass approvals nobody acknowledged in time.
+    """The periodic job: re-arm itself and the sweep, post due digests, raise the alert for
+    break-glass approvals nobody acknowledged in time, and sweep overdue requests.
 
-    The sweep is the safety net under the per-level jobs: any pending request whose deadline
-    has passed (a job lost with a flushed queue, a chain changed by a modification) is escalated
-    to the level that is due now.
+    Arming the sweep here restarts it within ``tick_s`` if its chain of jobs was lost (a
+    flushed queue); the overdue sweep here is the same as the sweep's.
     """
     ctx = context()
     now = ctx.store.clock()
     ctx.scheduler.arm_tick(now)  # first: a failure below must not stop the ticking
-    swept = 0
-    store = ctx.store
-    overdue = store.redis.zrangebyscore(store.keys.pending, "-inf", now, start=0, num=SWEEP_BATCH)
-    for request_id in overdue:
-        record = store.find(str(request_id))
-        if record is None:
-            continue
-        level = due_level(record, now)
-        if level > record.escalation_level:
-            swept += _escalate(ctx, record.id, level, now).changed
+    ctx.scheduler.arm_sweep(now)
+    swept = _sweep_overdue(ctx, now)
     digests = ctx.digests.post_due(now)
     unacknowledged = _break_glass_overdue(ctx)
     return {"swept": swept, "digests": len(digests), "break_glass_overdue": len(unacknowledged)}

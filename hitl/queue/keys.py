@@ -65,6 +65,11 @@ class Keys:
         return f"{self.prefix}events"
 
     @property
+    def reminded_until(self) -> str:
+        """The deadline up to which the sweep has sent reminders (a float, as text)."""
+        return f"{self.prefix}sweep:reminded-until"
+
+    @property
     def tokens(self) -> str:
         """Set of the ids of personal API tokens (``hitl tokens list``)."""
         return f"{self.prefix}tokens"

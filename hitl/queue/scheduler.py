@@ -1,14 +1,16 @@
-"""When things happen: escalation and reminder jobs on RQ, the periodic tick, and notifications.
+"""When things happen: the once-a-second sweep on RQ, the periodic tick, and notifications.
 
-A stored request that needs humans gets an RQ job at the deadline of the next level of its
-escalation chain, and a reminder before it, scheduled with ``Queue.enqueue_at`` under
-deterministic job ids (``hitl-esc-<request>-<level>``); each level's job schedules the next. The
-jobs live in Redis, so a worker that dies loses nothing, and scheduling the same request twice
-schedules nothing new. A worker started with ``rq worker --with-scheduler`` runs them when due::
+No request gets a job of its own. ``hitl:pending`` already orders every pending request by its
+next deadline, so one RQ job, the **sweep**, runs every ``sweep_s`` (1) seconds and fires every
+escalation, expiry and reminder that is due, re-reading each request first. Its job id is its
+slot number (``hitl-sweep-<slot>``) and each sweep arms the next slot before it works, so any
+number of processes may arm it and one slot still runs once; the jobs live in Redis, so a worker
+that dies loses nothing. A worker started with ``rq worker --with-scheduler`` runs them when due::
 
     scheduler = Scheduler(store, folder=Digests(store, StreamSink(store)))
-    cards = scheduler.on_stored(records)     # schedules jobs; returns the records to post now
-    scheduler.arm_tick()                     # the periodic sweep + digest job (self-rescheduling)
+    cards = scheduler.on_stored(records)     # arms the sweep and tick; returns the cards to post
+    scheduler.arm_sweep()                    # the due-timers sweep (self-rescheduling)
+    scheduler.arm_tick()                     # the periodic digest + safety sweep job
 
 and, for the worker (the Procfile's ``worker:`` line)::
 
@@ -30,7 +32,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast
 
@@ -44,7 +46,7 @@ from rq.scheduler import RQScheduler
 from rq.scripts import release_lock
 
 from hitl.errors import ConfigError, HitlError
-from hitl.models import Destination, EscalationStep, RequestRecord, State
+from hitl.models import Destination, EscalationStep, RequestRecord
 from hitl.queue.keys import Keys
 from hitl.queue.store import Clock, Store
 
@@ -253,7 +255,11 @@ class SchedulerConfig(BaseModel):
     remind_before_s: int = Field(default=120, ge=0)
     """A reminder goes to whoever is being waited on this long before each deadline (0: none)."""
     tick_s: int = Field(default=30, gt=0)
-    """How often the periodic job sweeps overdue requests and posts due digests."""
+    """How often the periodic job posts due digests (and re-sweeps overdue requests)."""
+    sweep_s: int = Field(default=1, gt=0)
+    """How often the sweep fires the escalations, expiries and reminders that are due."""
+    sweep_result_ttl_s: int = Field(default=60, gt=0)
+    """A finished sweep is kept this long (one a second: a day of them would be 86,400 hashes)."""
     digest_wait_s: int = Field(default=300, ge=0)
     """A digest-eligible request waits at most this long for its digest."""
     pace: int = Field(default=10, ge=0)
@@ -270,7 +276,8 @@ class SchedulerConfig(BaseModel):
 
     @classmethod
     def from_env(cls, **overrides: object) -> SchedulerConfig:
-        """``HITL_QUEUE``, ``HITL_REMIND_BEFORE``, ``HITL_TICK``, ``HITL_DIGEST_WAIT`` (seconds) and
+        """``HITL_QUEUE``, ``HITL_REMIND_BEFORE``, ``HITL_TICK``, ``HITL_SWEEP``,
+        ``HITL_DIGEST_WAIT`` (seconds) and
         ``HITL_CHANNEL_PACE`` (``10/60``: ten cards a minute per destination)."""
         env = os.environ
         values: dict[str, object] = {}
@@ -279,6 +286,7 @@ class SchedulerConfig(BaseModel):
         for name, field in (
             ("HITL_REMIND_BEFORE", "remind_before_s"),
             ("HITL_TICK", "tick_s"),
+            ("HITL_SWEEP", "sweep_s"),
             ("HITL_DIGEST_WAIT", "digest_wait_s"),
         ):
             if raw := env.get(name):
@@ -336,6 +344,8 @@ class PlannedJob:
     at: float
     func: str
     args: tuple[Any, ...]
+    result_ttl: int = 0
+    """Seconds a finished (and, if set, a failed) run is kept; 0: the config's ``result_ttl_s``."""
 
 
 class Scheduler:
@@ -360,95 +370,19 @@ class Scheduler:
     def clock(self) -> Clock:
         return self.store.clock
 
-    # -- job ids -------------------------------------------------------------------------------
-
-    def job_id(self, kind: str, request_id: str, level: int | None = None) -> str:
-        """``hitl-esc-r_d42-2``: RQ allows ``[A-Za-z0-9_-]`` only, so ``_ . :`` in request ids
-        become ``_u _d _c`` (a one-to-one mapping)."""
-        token = request_id.replace("_", "_u").replace(".", "_d").replace(":", "_c")
-        base = f"{_job_token(self.queue.name)}-{kind}-{token}"
-        return base if level is None else f"{base}-{level}"
-
-    # -- what to schedule ----------------------------------------------------------------------
-
-    def plan(
-        self, record: RequestRecord, now: float | None = None, *, reminded: bool = False
-    ) -> list[PlannedJob]:
-        """The next job of the chain: the reminder before the next level (when useful), else
-        that level's escalation job.
-
-        One job at a time: most requests are answered before their first deadline, so jobs for
-        later steps would mostly be dead weight (and each RQ job costs the intake ~0.25 ms). The
-        reminder job schedules its level's escalation (``reminded=True``), each escalation job
-        schedules the next step, and the periodic sweep escalates any overdue request whose job
-        was lost.
-        """
-        if record.state is not State.PENDING:
-            return []
-        now = self.clock() if now is None else now
-        steps = chain(record)
-        ahead = [s for s in steps if s.level > record.escalation_level]
-        if not ahead:
-            return []
-        step = ahead[0]
-        previous = steps[step.level - 2].due_at if step.level > 1 else record.created_at
-        remind_at = step.due_at - self.config.remind_before_s
-        if not reminded and self.config.remind_before_s and remind_at > max(previous, now):
-            return [
-                PlannedJob(
-                    self.job_id("rem", record.id, step.level),
-                    remind_at,
-                    f"{JOBS}.remind_job",
-                    (record.id, step.level, remind_at),
-                )
-            ]
-        return [
-            PlannedJob(
-                self.job_id("esc", record.id, step.level),
-                step.due_at,
-                f"{JOBS}.escalate_job",
-                (record.id, step.level, step.due_at),
-            )
-        ]
-
-    def schedule(
-        self, record: RequestRecord, now: float | None = None, *, reminded: bool = False
-    ) -> list[str]:
-        """Schedule the record's next job; returns the ids scheduled now (existing ones kept)."""
-        return self._enqueue_many(self.plan(record, now, reminded=reminded))
-
-    def schedule_many(self, records: Iterable[RequestRecord]) -> int:
-        """Schedule the jobs of many records in two round trips. Returns jobs scheduled."""
-        now = self.clock()
-        return len(self._enqueue_many([j for r in records for j in self.plan(r, now)]))
-
-    def schedule_at(self, func: str, args: tuple[Any, ...], at: float, job_id: str) -> bool:
-        """One job at ``at`` under a unique id; False if that id is already taken."""
-        return self._enqueue(PlannedJob(job_id, at, f"{JOBS}.{func}", args))
-
     def on_stored(self, records: Sequence[RequestRecord]) -> list[RequestRecord]:
-        """The intake's ``on_stored`` hook: schedule every pending record's jobs, fold bursts and
-        digest-eligible requests (when a folder is set), and return the records that should get
-        their own card now. Terminal records (auto-decided) are returned unchanged."""
+        """The intake's ``on_stored`` hook: no job per request (the sweep finds every pending
+        request by its deadline); make sure the sweep and the tick are armed (once per
+        ``tick_s``), fold bursts and digest-eligible requests (when a folder is set), and return
+        the records that should get their own card now. Terminal records are returned as is."""
         now = self.clock()
-        self.schedule_many(records)
         if now - self._last_arm >= self.config.tick_s:
             self._last_arm = now
+            self.arm_sweep(now)
             self.arm_tick(now)
         if self.folder is None:
             return list(records)
         return self.folder.fold(records, now)
-
-    def resync(self, batch: int = 500) -> int:
-        """Schedule the missing jobs of every pending request (after a restore from backup, an
-        upgrade, or requests stored before a scheduler was wired in). Returns jobs scheduled."""
-        scheduled, offset = 0, 0
-        while True:
-            records = self.store.pending(offset, batch)
-            if not records:
-                return scheduled
-            scheduled += self.schedule_many(records)
-            offset += len(records)
 
     # -- the periodic tick ---------------------------------------------------------------------
 
@@ -459,6 +393,11 @@ class Scheduler:
         re-arms itself) without ever creating two ticks for one slot.
         """
         return _arm_tick(self.queue, self.config, self.clock() if now is None else now)
+
+    def arm_sweep(self, now: float | None = None) -> bool:
+        """Make sure the sweep runs at the next multiple of ``sweep_s`` (once per slot, like
+        :meth:`arm_tick`); each sweep arms the next one before it works."""
+        return _arm_sweep(self.queue, self.config, self.clock() if now is None else now)
 
     # -- promotion (tests, burst runs) ---------------------------------------------------------
 
@@ -483,35 +422,6 @@ class Scheduler:
                     moved += 1
                 registry.remove(job_id)
 
-    def _enqueue(self, job: PlannedJob) -> bool:
-        return _enqueue(self.queue, self.config, job)
-
-    def _enqueue_many(self, jobs: Sequence[PlannedJob]) -> list[str]:
-        """Schedule the jobs whose id is not taken, in one pipeline.
-
-        Not atomic like ``unique=True`` (one Lua call, one round trip per job, which made
-        scheduling the intake's bottleneck), and it need not be: the same id scheduled twice is
-        one member of rq's scheduled-job zset, so it still runs once.
-        """
-        if not jobs:
-            return []
-        with self.connection.pipeline(transaction=False) as pipe:
-            for job in jobs:
-                pipe.exists(Job.key_for(job.job_id))
-            taken = pipe.execute()
-        fresh = [job for job, exists in zip(jobs, taken, strict=True) if not exists]
-        with self.connection.pipeline(transaction=False) as pipe:
-            for job in fresh:
-                self.queue.enqueue_at(
-                    _second(job.at),
-                    job.func,
-                    *job.args,
-                    pipeline=pipe,
-                    **_options(self.config, job),
-                )
-            pipe.execute()
-        return [job.job_id for job in fresh]
-
 
 def _enqueue(queue: Queue, config: SchedulerConfig, job: PlannedJob) -> bool:
     """Schedule ``job`` unless its id is taken (atomically: ``unique=True``)."""
@@ -529,19 +439,31 @@ def _second(at: float) -> datetime.datetime:
 
 
 def _options(config: SchedulerConfig, job: PlannedJob) -> dict[str, Any]:
-    return {
+    options: dict[str, Any] = {
         "job_id": job.job_id,
         "retry": config.retry(),
         "job_timeout": config.job_timeout_s,
-        "result_ttl": config.result_ttl_s,
+        "result_ttl": job.result_ttl or config.result_ttl_s,
         "description": f"{job.func.rsplit('.', 1)[-1]}{job.args!r}",
     }
+    if job.result_ttl:  # a frequent job: keep a failed run a day, not rq's default year
+        options["failure_ttl"] = config.result_ttl_s
+    return options
 
 
 def _arm_tick(queue: Queue, config: SchedulerConfig, now: float) -> bool:
     slot = math.floor(now / config.tick_s) + 1
     job_id = f"{_job_token(queue.name)}-tick-{slot}"
     return _enqueue(queue, config, PlannedJob(job_id, slot * config.tick_s, f"{JOBS}.tick_job", ()))
+
+
+def _arm_sweep(queue: Queue, config: SchedulerConfig, now: float) -> bool:
+    slot = math.floor(now / config.sweep_s) + 1
+    job_id = f"{_job_token(queue.name)}-sweep-{slot}"
+    job = PlannedJob(
+        job_id, slot * config.sweep_s, f"{JOBS}.sweep_job", (), config.sweep_result_ttl_s
+    )
+    return _enqueue(queue, config, job)
 
 
 def _job_token(value: str) -> str:
@@ -561,8 +483,8 @@ def _text(value: Any) -> str:
 class HitlWorker(Worker):
     """``rq worker --with-scheduler -w hitl.queue.scheduler.HitlWorker``: rq's forking worker plus
 
-    - the periodic tick is armed when the worker starts (so digests and the overdue sweep run
-      without anyone else calling :meth:`Scheduler.arm_tick`);
+    - the sweep and the periodic tick are armed when the worker starts (so escalations and
+      digests run without anyone else calling :meth:`Scheduler.arm_sweep`);
     - the scheduler lock of a worker that was killed (``SIGKILL``: it never released the lock)
       is taken over once its holder has missed heartbeats for ``stale_after_s``, instead of
       after the lock's 61 s expiry plus rq's 10-minute maintenance interval.
@@ -580,6 +502,7 @@ class HitlWorker(Worker):
     def work(self, *args: Any, **kwargs: Any) -> bool:
         config = self.config or SchedulerConfig.from_env()
         for queue in self.queues:
+            _arm_sweep(queue, config, time.time())
             _arm_tick(queue, config, time.time())
         # Import the jobs (and build their store) once here, not in every forked work horse.
         jobs = importlib.import_module(JOBS)

@@ -25,7 +25,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import redis
@@ -36,7 +36,7 @@ from redis.exceptions import WatchError
 from hitl.errors import ConfigError, HitlError, NotFound, StoreUnavailable
 from hitl.keys import KeyRing
 from hitl.models import CardRef, Decision, Outcome, RequestRecord, Reviewer, State
-from hitl.queue.audit import AuditEvent, ChainHead, build_entry
+from hitl.queue.audit import AuditEvent, ChainHead, encode_entry
 from hitl.queue.keys import Keys
 from hitl.signing import request_digest, sign_decision
 
@@ -79,10 +79,49 @@ class IntakeItem:
     """Audited only when the record is new (not a duplicate): the submission, auto verdicts."""
 
 
+@dataclass
+class _Writes:
+    """Record writes gathered over a batch, sent as one ``MSET``, one ``ZADD`` and one ``ZREM``
+    instead of three commands per record (each command costs the intake ~10 us in redis-py)."""
+
+    records: dict[str, str] = field(default_factory=dict)
+    pending: dict[str, float] = field(default_factory=dict)
+    done: list[str] = field(default_factory=list)
+
+    def queue(self, pipe: Any, keys: Keys) -> None:
+        if self.records:
+            pipe.mset(self.records)
+        if self.pending:
+            pipe.zadd(keys.pending, self.pending)
+        if self.done:
+            pipe.zrem(keys.pending, *self.done)
+
+
 def _same_request(stored: str | RequestRecord, new: RequestRecord) -> bool:
     """Whether a resubmission under an existing id asks for the same thing (a retry)."""
     old = stored if isinstance(stored, RequestRecord) else RequestRecord.model_validate_json(stored)
     return old.request == new.request
+
+
+def _with_delivery(
+    events: list[AuditEvent], decision: Decision, targets: list[str]
+) -> list[AuditEvent]:
+    """The change's events with the delivery recorded on the entry that records the decision
+    (the request's last event: ``approved``, ``expired``, an auto-decided ``submitted``), so a
+    decision is one audit entry, not two; a ``delivered`` entry only when no such event exists."""
+    for index in range(len(events) - 1, -1, -1):
+        event = events[index]
+        if event.request_id == decision.request_id:
+            details = {**event.details, "delivered_to": targets}
+            return [*events[:index], replace(event, details=details), *events[index + 1 :]]
+    delivered = AuditEvent(
+        "delivered",
+        decision.request_id,
+        "store",
+        {"outcome": decision.outcome.value, "delivered_to": targets},
+        decision.policy_version,
+    )
+    return [*events, delivered]
 
 
 def _unavailable(exc: Exception) -> StoreUnavailable:
@@ -228,6 +267,7 @@ class Store:
             }
             pipe.multi()
             outcomes: list[str] = []
+            writes = _Writes()
             for it in items:
                 if it.record is None:
                     self._dead_letter(pipe, it, it.dead_reason, it.dead_errors)
@@ -275,8 +315,9 @@ class Store:
                     decision=it.decision,
                     events=[*it.events, *it.events_if_stored],
                 )
-                head = self._write(pipe, head, change, set_head=False)
+                head = self._write(pipe, head, change, set_head=False, writes=writes)
                 outcomes.append("stored")
+            writes.queue(pipe, self.keys)
             if head != start:
                 pipe.set(self.keys.audit_head, head.dumps())
             acked = [it.stream_id for it in items]
@@ -393,22 +434,31 @@ class Store:
     # -- internals -----------------------------------------------------------------------------
 
     def _write(
-        self, pipe: Any, head: ChainHead, change: Change, *, set_head: bool = True
+        self,
+        pipe: Any,
+        head: ChainHead,
+        change: Change,
+        *,
+        set_head: bool = True,
+        writes: _Writes | None = None,
     ) -> ChainHead:
         """Queue the commands of ``change`` on a MULTI pipeline; return the new chain head.
 
-        ``set_head=False`` leaves the head key to the caller (a batch sets it once at the end).
+        ``set_head=False`` leaves the head key to the caller (a batch sets it once at the end);
+        ``writes`` gathers the record and pending-index writes for the caller to queue once.
         """
         record = change.record
         events = list(change.events)
         if record is not None:
-            key = self.keys.req(record.id)
-            pipe.set(key, record.model_dump_json())
+            batch = _Writes() if writes is None else writes
+            batch.records[self.keys.req(record.id)] = record.model_dump_json()
             if record.state is State.PENDING:
                 score = record.deadline if record.deadline is not None else math.inf
-                pipe.zadd(self.keys.pending, {record.id: score})
+                batch.pending[record.id] = score
             else:
-                pipe.zrem(self.keys.pending, record.id)
+                batch.done.append(record.id)
+            if writes is None:
+                batch.queue(pipe, self.keys)
             glass = record.break_glass
             if glass is not None:
                 if glass.acked_by is None and not glass.overdue_reported:
@@ -431,15 +481,7 @@ class Store:
             if callback:
                 pipe.xadd(self.keys.webhooks, {"url": callback, "decision": payload})
                 targets.append("webhook-outbox")
-            events.append(
-                AuditEvent(
-                    "delivered",
-                    decision.request_id,
-                    "store",
-                    {"outcome": decision.outcome.value, "to": targets},
-                    decision.policy_version,
-                )
-            )
+            events = _with_delivery(events, decision, targets)
         if record is not None:
             kinds = ",".join(e.kind for e in events if e.request_id == record.id) or "changed"
             pipe.xadd(
@@ -451,9 +493,8 @@ class Store:
         if events:
             now = self.clock()
             for event in events:
-                entry = build_entry(head, event, now)
-                pipe.xadd(self.keys.audit, {"e": json.dumps(entry, ensure_ascii=False)})
-                head = ChainHead(entry["seq"], entry["hash"])
+                head, text = encode_entry(head, event, now)
+                pipe.xadd(self.keys.audit, {"e": text})
             if set_head:
                 pipe.set(self.keys.audit_head, head.dumps())
         return head

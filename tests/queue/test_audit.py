@@ -20,6 +20,8 @@ from hitl.queue.audit import (
     _body,
     _hash,
     build_entry,
+    check_entry,
+    encode_entry,
     read_jsonl,
     split_export,
     verify_chain,
@@ -62,6 +64,21 @@ def test_entries_are_numbered_and_linked_from_genesis() -> None:
     chain = _chain(3)
     assert [1, 2, 3] == [e["seq"] for e in chain]
     assert [GENESIS, chain[0]["hash"], chain[1]["hash"]] == [e["prev_hash"] for e in chain]
+
+
+def test_stored_text_is_the_hashed_body_plus_its_hash() -> None:
+    """The text the chain stores is serialized once: the canonical body the hash covers, with
+    ``hash`` appended, and it parses to an entry that verifies."""
+    event = AuditEvent("submitted", "r-é", "agent", {"amount": 12.5, "note": "ü"}, "v1")
+    head, text = encode_entry(ChainHead(), event, 1000.25)
+    entry = json.loads(text)
+    body = text[: text.index(',"hash":')] + "}"
+    assert (head, body, "") == (
+        ChainHead(1, entry["hash"]),
+        _body(entry),
+        check_entry(entry, ChainHead(), 1),
+    )
+    assert entry == build_entry(ChainHead(), event, 1000.25)
 
 
 def test_entry_fields() -> None:

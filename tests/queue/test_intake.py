@@ -174,7 +174,15 @@ def test_auto_verdicts_decide_at_intake(store: Store, r: redis.Redis) -> None:
         store.get("no").state,
         store.pending_count(),
     )
-    assert ["submitted", "auto_approved", "delivered"] == audit_kinds(r, "yes")
+    assert (["submitted"], ["submitted"]) == (audit_kinds(r, "yes"), audit_kinds(r, "no"))
+    entry = next(e for e in audit_entries(r) if e["request_id"] == "yes")
+    facts = {k: entry["details"][k] for k in ("outcome", "decided_by", "rule", "delivered_to")}
+    assert {
+        "outcome": "auto_approved",
+        "decided_by": "policy",
+        "rule": "ok",
+        "delivered_to": ["list", "stream"],
+    } == facts
 
 
 def test_deadline_from_timeout_or_escalation(store: Store, r: redis.Redis) -> None:

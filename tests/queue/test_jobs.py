@@ -74,7 +74,7 @@ def _put(store: Store, rid: str = "r1", **verdict: Any) -> RequestRecord:
         request=req,
         verdict=Verdict(kind=VerdictKind.REVIEW, policy_version="pv1", **verdict),
         created_at=store.clock(),
-        deadline=store.clock() + 600,
+        deadline=store.clock() + verdict["escalation"][0].after_s,
         params=req.params,
     )
     store.update(rid, lambda _c: Change(record=record, events=[AuditEvent("submitted", rid, "a")]))
@@ -88,8 +88,9 @@ def _notes(ctx: JobContext) -> list[tuple[str, str]]:
 
 
 def test_the_chain_runs_on_a_real_worker(ctx: JobContext, clock: ManualClock) -> None:
-    """Reminder, level 1, level 2, timeout: each job fires when the clock reaches it."""
-    ctx.scheduler.schedule(_put(ctx.store))
+    """Reminder, level 1, level 2, timeout: the sweep fires each when the clock reaches it."""
+    _put(ctx.store)
+    ctx.scheduler.arm_sweep()
     assert 0 == run_due(ctx)
     clock.advance(480)
     run_due(ctx)
@@ -109,9 +110,7 @@ def test_the_chain_runs_on_a_real_worker(ctx: JobContext, clock: ManualClock) ->
         ("reminder", "remind:r1:3"),
         ("expired", "timeout:r1"),
     ] == _notes(ctx)
-    assert ["submitted", "escalated", "escalated", "expired", "delivered"] == audit_kinds(
-        ctx.store.redis, "r1"
-    )
+    assert ["submitted", "escalated", "escalated", "expired"] == audit_kinds(ctx.store.redis, "r1")
 
 
 def test_a_job_run_twice_acts_and_tells_once(ctx: JobContext, clock: ManualClock) -> None:
@@ -139,21 +138,55 @@ def test_notification_lost_in_a_crash_is_sent_by_the_retry(
     assert [("escalated", "esc:r1:1")] == _notes(ctx)
 
 
-def test_an_early_job_comes_back_at_its_time(ctx: JobContext, clock: ManualClock) -> None:
-    """A job that runs before its deadline changes nothing and re-schedules itself."""
+def test_the_sweep_never_acts_before_a_deadline(ctx: JobContext, clock: ManualClock) -> None:
+    """A sweep a moment before the deadline changes nothing; the next one, after it, escalates."""
     _put(ctx.store)
-    assert "not_due" == jobs.escalate_job("r1", 1)
-    again = Job.fetch("hitl-esc-r1-1-at1900000600", connection=ctx.scheduler.connection)
-    assert ("r1", 1, T0 + 600) == again.args
-    clock.advance(600)
-    run_due(ctx)
-    assert 1 == ctx.store.get("r1").escalation_level
+    clock.advance(599.5)
+    assert {"reminded": 1, "escalated": 0} == jobs.sweep_job()
+    assert 0 == ctx.store.get("r1").escalation_level
+    clock.advance(0.5)
+    assert {"reminded": 0, "escalated": 1} == jobs.sweep_job()
+    entry = [e for e in audit_entries(ctx.store.redis) if e["kind"] == "escalated"][0]
+    assert (1, 0.0) == (ctx.store.get("r1").escalation_level, entry["details"]["late_s"])
+
+
+def test_many_due_requests_fire_in_one_sweep(ctx: JobContext, clock: ManualClock) -> None:
+    """One sweep escalates every overdue request and reminds every one nearing its deadline."""
+    for i in range(30):
+        _put(ctx.store, f"old{i}")
+    clock.advance(500)
+    for i in range(20):
+        _put(ctx.store, f"new{i}", escalation=[CHAIN[0].model_copy(update={"after_s": 200})])
+    clock.advance(100)
+    assert {"reminded": 20, "escalated": 30} == jobs.sweep_job()
+    assert {1} == {ctx.store.get(f"old{i}").escalation_level for i in range(30)}
+    assert {"remind:new0:1", "esc:old0:1"} <= {key for _kind, key in _notes(ctx)}
+
+
+def test_reminders_only_when_useful(store: Store, clock: ManualClock) -> None:
+    """No reminder when disabled, or when it would come before the previous deadline."""
+    _put(store, "wide")
+    for before, expected in ((0, []), (900, [])):
+        context = JobContext.build(store, SchedulerConfig(remind_before_s=before))
+        with use_context(context):
+            clock.set(T0 + 300)
+            jobs.sweep_job()
+            assert expected == _notes(context)
+        context.scheduler.connection.close()
+    context = JobContext.build(store, SchedulerConfig(remind_before_s=900))
+    with use_context(context):
+        for at in (600, 1200, 3600 - 900):  # level 2's reminder (20m - 900s) is before 10m: none
+            clock.set(T0 + at)
+            jobs.sweep_job()
+        assert [("escalated", "esc:wide:1"), ("escalated", "esc:wide:2")] == _notes(context)[:2]
+        assert ("reminder", "remind:wide:3") == _notes(context)[2]
+    context.scheduler.connection.close()
 
 
 def test_a_job_promoted_early_waits_for_its_deadline(
     ctx: JobContext, store: Store, clock: ManualClock
 ) -> None:
-    """Promoted in the deadline's second but before it, the job waits and acts on time."""
+    """A job queued per request by an earlier version still runs, and waits for its deadline."""
     _put(store)
     clock.advance(599.6)
     assert "escalated" == jobs.escalate_job("r1", 1, T0 + 600)
@@ -163,8 +196,9 @@ def test_a_job_promoted_early_waits_for_its_deadline(
 
 
 def test_transient_failure_is_retried(ctx: JobContext, store: Store, clock: ManualClock) -> None:
-    """A job that cannot reach Redis fails, is retried by rq, and then does its work."""
-    ctx.scheduler.schedule(_put(store), reminded=True)
+    """A sweep that cannot reach Redis fails, is retried by rq, and then does its work."""
+    _put(store)
+    ctx.scheduler.arm_sweep()
     clock.advance(600)
     dead = redis.Redis(
         port=free_port(), decode_responses=True, retry=Retry(NoBackoff(), 0), socket_timeout=0.2
@@ -172,28 +206,30 @@ def test_transient_failure_is_retried(ctx: JobContext, store: Store, clock: Manu
     broken = Store(dead, signer=KEYRING, clock=clock)
     with use_context(JobContext(broken, ctx.scheduler, ctx.sink, ctx.digests)):
         run_due(ctx)
-    job = Job.fetch("hitl-esc-r1-1", connection=ctx.scheduler.connection)
+    sweep = f"hitl-sweep-{int(T0) + 1}"
+    job = Job.fetch(sweep, connection=ctx.scheduler.connection)
     assert (JobStatus.SCHEDULED, 0) == (job.get_status(), job.retries_left)
     assert 0 == store.get("r1").escalation_level
     run_due(ctx)  # the retry (rq scheduled it on the wall clock, long before T0)
     assert 1 == store.get("r1").escalation_level
-    assert (
-        JobStatus.FINISHED
-        == Job.fetch("hitl-esc-r1-1", connection=ctx.scheduler.connection).get_status()
-    )
+    assert JobStatus.FINISHED == Job.fetch(sweep, connection=ctx.scheduler.connection).get_status()
     dead.close()
 
 
-def test_tick_sweeps_requests_whose_jobs_were_lost(ctx: JobContext, clock: ManualClock) -> None:
-    """The periodic job escalates an overdue request that has no job at all, and re-arms."""
-    _put(ctx.store)  # never scheduled: as if its jobs were lost
+def test_tick_sweeps_when_the_sweep_was_lost(ctx: JobContext, clock: ManualClock) -> None:
+    """The periodic job escalates overdue requests even with no sweep armed, re-arms itself,
+    and arms the sweep again."""
+    _put(ctx.store)
     ctx.scheduler.arm_tick()
     clock.advance(700)
     run_due(ctx)
     assert 1 == ctx.store.get("r1").escalation_level
     assert [("escalated", "esc:r1:1")] == _notes(ctx)
-    ticks = [j for j in ctx.scheduler.connection.zrange("rq:scheduled:hitl", 0, -1) if b"tick" in j]
-    assert 1 == len(ticks)
+    scheduled = ctx.scheduler.connection.zrange("rq:scheduled:hitl", 0, -1)
+    assert (1, 1) == (
+        sum(b"tick" in j for j in scheduled),
+        sum(b"sweep" in j for j in scheduled),
+    )
 
 
 def test_remind_job_is_quiet_once_escalated(ctx: JobContext, clock: ManualClock) -> None:
@@ -229,10 +265,11 @@ def test_context_from_the_environment(
 def test_run_worker_burst_runs_what_is_due(settings: Settings, r: redis.Redis) -> None:
     """`hitl worker --burst`: the real HitlWorker promotes due jobs, forks and runs them."""
     real = Store(r, signer=settings.signing_keys())
-    record = _put(real, "due").model_copy(update={"created_at": real.clock() - 700})
+    now = real.clock()
+    record = _put(real, "due").model_copy(update={"created_at": now - 700, "deadline": now - 100})
     real.update("due", lambda _c: Change(record=record))
     scheduler = JobContext.build(real).scheduler
-    scheduler.schedule(record)
+    scheduler.arm_sweep(real.clock() - 2)  # a sweep that is due now
     try:
         assert jobs.run_worker(settings, burst=True)
     finally:

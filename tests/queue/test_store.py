@@ -127,10 +127,10 @@ def test_decision_is_delivered_with_its_audit(store: Store, r: redis.Redis, sett
     assert [decision] == [Decision.model_validate_json(x) for x in raw]
     assert 0 < r.ttl("hitl:decision:r-1") <= store.decision_ttl_s
     assert [decision.model_dump_json()] == [f["decision"] for _i, f in r.xrange("hitl:decisions")]
-    assert ["submitted", "approved", "delivered"] == audit_kinds(r, "r-1")
-    delivered = audit_entries(r)[-1]
-    assert {"outcome": "approved", "to": ["list", "stream"]} == delivered["details"]
-    assert [("r-1", "submitted", "pending"), ("r-1", "approved,delivered", "approved")] == [
+    assert ["submitted", "approved"] == audit_kinds(r, "r-1")
+    decided = audit_entries(r)[-1]
+    assert ("approved", ["list", "stream"]) == (decided["kind"], decided["details"]["delivered_to"])
+    assert [("r-1", "submitted", "pending"), ("r-1", "approved", "approved")] == [
         (f["request_id"], f["kinds"], f["state"]) for _i, f in r.xrange("hitl:events")
     ]
     assert decision == verify_decision(decision, settings.verify_keys())
@@ -143,7 +143,7 @@ def test_callback_url_goes_to_the_webhook_outbox(store: Store, r: redis.Redis) -
     assert [{"url": "https://hooks.example.com/h", "decision": decision.model_dump_json()}] == [
         f for _i, f in r.xrange("hitl:webhooks")
     ]
-    assert ["list", "stream", "webhook-outbox"] == audit_entries(r)[-1]["details"]["to"]
+    assert ["list", "stream", "webhook-outbox"] == audit_entries(r)[-1]["details"]["delivered_to"]
 
 
 def test_make_decision_records_a_modification(store: Store) -> None:
@@ -315,4 +315,4 @@ def test_a_reply_lost_after_exec_is_not_reported_as_nothing_written(
     assert "`hitl show r-1`" in message
     assert "nothing was written" not in message
     assert (State.APPROVED, 1) == (store.get("r-1").state, r.llen("hitl:decision:r-1"))
-    assert ["submitted", "approved", "delivered"] == audit_kinds(r)
+    assert ["submitted", "approved"] == audit_kinds(r)

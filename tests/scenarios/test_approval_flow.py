@@ -75,7 +75,7 @@ def test_sdk_request_cli_modify_agent_gets_the_params(
         decision.reviewers[0].display_name,
         decision.reviewers[0].channel,
     )
-    assert ["submitted", "modified", "vote", "approved", "delivered"] == audit_kinds(r, rid)
+    assert ["submitted", "modified", "approved"] == audit_kinds(r, rid)
     assert verify_entries(audit_entries(r), expect_head=store.head()).ok
 
 
