@@ -139,6 +139,19 @@ def _track_exec(pipe: Any, sent: list[bool]) -> None:
     pipe.execute = tracked
 
 
+def _watch_and_get(pipe: Any, keys: list[str]) -> list[Any]:
+    """``WATCH keys`` and ``MGET keys`` in one round trip: redis-py sends a watching pipeline's
+    commands one by one, and every decision pays this read. A connection lost here (before
+    ``MULTI``) wrote nothing; the pipeline's reset unwatches or drops the connection."""
+    conn = pipe.connection
+    if conn is None:
+        conn = pipe.connection = pipe.connection_pool.get_connection()
+    pipe.watching = True
+    conn.send_packed_command(conn.pack_commands([("WATCH", *keys), ("MGET", *keys)]))
+    pipe.parse_response(conn, "WATCH")
+    return list(pipe.parse_response(conn, "MGET"))
+
+
 def _maybe_committed(exc: BaseException, check: str) -> StoreUnavailable:
     return StoreUnavailable(
         f"Redis stopped answering after the change was sent ({exc}); it may have been "
@@ -214,8 +227,7 @@ class Store:
         key = self.keys.req(request_id)
 
         def attempt(pipe: Any) -> Change:
-            pipe.watch(key, self.keys.audit_head)
-            raw, head_raw = pipe.mget(key, self.keys.audit_head)
+            raw, head_raw = _watch_and_get(pipe, [key, self.keys.audit_head])
             record = RequestRecord.model_validate_json(raw) if raw else None
             change = fn(record)
             pipe.multi()
