@@ -100,6 +100,26 @@ async def test_429_storm_loses_no_card(make_harness: Factory) -> None:
     assert len(waves) <= 7
 
 
+@pytest.mark.slow
+async def test_calls_queued_by_the_pacer_wait_out_retry_after(make_harness: Factory) -> None:
+    """A 429 (Retry-After: 3) while cards queue for one channel: nothing reaches
+    chat.postMessage for 3 s after it (the stand-in flags early calls), and every card is
+    posted once."""
+    h = await make_harness(pace_interval_s=1.0, pace_burst=1)
+    h.slack.slow(0.3)
+    h.slack.rate_limit_once(3, methods={"chat.postMessage"})
+    records = [await h.submit_request() for _ in range(4)]
+    await h.slack.wait_for(
+        lambda: all(h.store.get(r.id).cards for r in records), timeout=30, what="all cards"
+    )
+    assert [1, 1, 1, 1] == [len(h.slack.cards_for(r.id)) for r in records]
+    assert 1 == len([c for c in h.slack.rejected if c.status == 429])
+    answered, until = h.slack.throttled["chat.postMessage"]
+    after = [c.at - answered for c in h.slack.calls_to("chat.postMessage") if c.at > answered]
+    assert 4 == len(after)
+    assert min(after) >= 3.0
+
+
 async def test_server_errors_are_retried(harness: SlackHarness) -> None:
     """Three 500s in a row, then Slack recovers: the card is posted once, where it belongs."""
     harness.slack.fail(times=3, methods={"chat.postMessage"})

@@ -3,7 +3,10 @@
 Slack accepts about one new message per second per channel (short bursts allowed) and answers
 ``429`` with a ``Retry-After`` header beyond its limits. :class:`Caller` paces new messages per
 channel with a token bucket (:class:`Pacer`), waits out every ``Retry-After`` (for that method,
-workspace-wide: the next calls wait too), retries server errors and network failures with
+workspace-wide: every later call of it waits too, including calls the pacer had already queued,
+because the wait is checked last, just before a call goes out; and the channel's pacer restarts
+from the end of the wait, so queued calls leave one per interval rather than all at once),
+retries server errors and network failures with
 exponential back-off and jitter, and raises :class:`DeliveryError` only when a call is refused
 for good (``channel_not_found``) or still failing after ``give_up_after_s``::
 
@@ -92,6 +95,14 @@ class Pacer:
             self._buckets[key] = (tokens, now)
             await self.sleep((1.0 - tokens) * self.interval)
 
+    def hold(self, key: str, until: float) -> None:
+        """No call for ``key`` before ``until`` (a ``Retry-After``); then one per interval."""
+        if self.interval <= 0:
+            return
+        last = self._buckets.get(key, (0.0, until))[1]
+        # One token at ``until`` (so none before): waiters re-read this when they wake.
+        self._buckets[key] = (1.0, max(until, last))
+
     def _forget_full(self, now: float) -> None:
         full = [
             k
@@ -126,9 +137,10 @@ class Caller:
         start = self.clock()
         attempts = 0
         while True:
-            await self._cool(method)
             if pace_key is not None:
                 await self.pacer.wait(pace_key)
+            # After the pacer: a call it held may have been queued before a 429 arrived.
+            await self._cool(method)
             self.stats.calls += 1
             try:
                 response = await self.client.api_call(method, json=payload)
@@ -139,9 +151,10 @@ class Caller:
                 if status == 429 or error == "ratelimited":
                     wait = _retry_after(exc)
                     self.stats.rate_limited += 1
-                    self._cooldown[method] = max(
-                        self._cooldown.get(method, 0.0), self.clock() + wait
-                    )
+                    until = max(self._cooldown.get(method, 0.0), self.clock() + wait)
+                    self._cooldown[method] = until
+                    if pace_key is not None:
+                        self.pacer.hold(pace_key, until)
                     if self.clock() - start + wait > self.settings.give_up_after_s:
                         self.stats.failed += 1
                         raise DeliveryError(method, "ratelimited", retryable=True) from None
