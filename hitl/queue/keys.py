@@ -65,6 +65,12 @@ class Keys:
         return f"{self.prefix}events"
 
     @property
+    def notify(self) -> str:
+        """Stream of the scheduler's notifications (escalations, reminders, digests) for the
+        channels; ``<prefix>notified:<key>`` marks one as sent."""
+        return f"{self.prefix}notify"
+
+    @property
     def tokens(self) -> str:
         """Set of the ids of personal API tokens (``hitl tokens list``)."""
         return f"{self.prefix}tokens"

@@ -16,19 +16,16 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
-from redis.exceptions import ResponseError
 
 from hitl.keys import KeyRing, PublicKeys
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import Store
+from hitl.queue.streams import Entry, GroupReader
 
 __all__ = ["WebhookDeliverer", "signature_header", "verify_signature_header"]
-
-_Reply = list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]]
-"""What XREADGROUP returns; redis-py types it loosely."""
 
 log = logging.getLogger("hitl.webhooks")
 
@@ -70,27 +67,23 @@ class WebhookDeliverer:
         self.first_delay_s = first_delay_s
         self.timeout_s = timeout_s
         self.claim_idle_ms = claim_idle_ms
+        self.reader = GroupReader(
+            store.redis,
+            self.keys.webhooks,
+            group,
+            consumer=self.name,
+            start="0",  # an outbox: every decision queued before the group existed counts
+            count=20,
+            claim_idle_ms=claim_idle_ms,
+            claim_every_s=0.0,
+        )
 
     def ensure_group(self) -> None:
-        try:
-            self.store.redis.xgroup_create(self.keys.webhooks, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self.reader.ensure_group()
 
-    def read(self, block_ms: int = 1000, count: int = 20) -> list[tuple[str, dict[str, str]]]:
-        claimed = self.store.redis.xautoclaim(
-            self.keys.webhooks, self.group, self.name, self.claim_idle_ms, "0-0", count=count
-        )
-        entries: list[tuple[str, dict[str, str]]] = [e for e in claimed[1] if e[1] is not None]
-        if entries:
-            return entries
-        reply = self.store.redis.xreadgroup(
-            self.group, self.name, {self.keys.webhooks: ">"}, count=count, block=block_ms
-        )
-        for _stream, got in cast(_Reply, reply) or []:
-            entries.extend(got)
-        return entries
+    def read(self, block_ms: int = 1000) -> list[Entry]:
+        """Entries another deliverer abandoned, else new ones (see :class:`GroupReader`)."""
+        return self.reader.read(block_ms)
 
     async def run(self, stop: asyncio.Event) -> None:
         await asyncio.to_thread(self.ensure_group)
@@ -158,7 +151,7 @@ class WebhookDeliverer:
 
         def commit() -> None:
             self.store.append_events([event])
-            self.store.redis.xack(self.keys.webhooks, self.group, entry_id)
+            self.reader.ack([entry_id])
 
         await asyncio.to_thread(commit)
 

@@ -28,9 +28,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from hitl.bot.channel import ChannelError
 from hitl.bot.slack.settings import SlackSettings
 
-__all__ = ["Caller", "DeliveryError", "DeliveryStats", "Pacer"]
+__all__ = ["GONE_ERRORS", "Caller", "DeliveryError", "DeliveryStats", "Pacer"]
 
 log = logging.getLogger("hitl.slack")
 
@@ -42,13 +43,17 @@ TRANSIENT_ERRORS = frozenset(
 )
 """Slack ``error`` codes worth trying again; anything else (``channel_not_found``,
 ``invalid_blocks``, ``not_in_channel``) will fail the same way every time."""
+GONE_ERRORS = frozenset(
+    {"message_not_found", "channel_not_found", "cant_update_message", "is_archived"}
+)
+"""``chat.update`` errors after which a copy is not worth updating again."""
 
 
-class DeliveryError(Exception):
+class DeliveryError(ChannelError):
     """A Web API call that failed for good: ``error`` is Slack's code (or the HTTP failure)."""
 
     def __init__(self, method: str, error: str, *, retryable: bool) -> None:
-        super().__init__(f"{method} failed: {error}")
+        super().__init__(f"{method} failed: {error}", gone=error in GONE_ERRORS)
         self.method = method
         self.error = error
         self.retryable = retryable
