@@ -30,7 +30,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
+
+from hitl.errors import StoreUnavailable
 
 __all__ = ["Entry", "GroupReader", "Handler", "consumer_name", "follow"]
 
@@ -138,12 +140,15 @@ async def follow(
     *,
     block_ms: int = 250,
     retry_s: float = 1.0,
+    ack: bool = True,
 ) -> None:
     """Read batches, ``handle`` each and acknowledge it, until ``stop`` is set.
 
     A batch whose handler raises is not acknowledged (it is read again once its entries have been
     idle ``claim_idle_ms``); Redis errors are logged and retried after ``retry_s``. The group is
-    (re)created when missing, so a flushed Redis does not stop the reader.
+    (re)created when missing, so a flushed Redis does not stop the reader. ``ack=False``: the
+    handler acknowledges each entry itself when it is done with it (the webhook deliverer does,
+    together with its audit entry).
     """
     ready = False
     while not stop.is_set():
@@ -154,11 +159,17 @@ async def follow(
             batch = await asyncio.to_thread(reader.read, block_ms)
             if batch:
                 await handle(batch)
-                await asyncio.to_thread(reader.ack, [e.id for e in batch])
+                if ack:
+                    await asyncio.to_thread(reader.ack, [e.id for e in batch])
         except asyncio.CancelledError:
             raise
-        except Exception:  # keep reading through a Redis outage or a handler's bug
-            log.exception("reading %s (group %s) failed", reader.stream, reader.group)
+        except (RedisError, StoreUnavailable) as exc:  # Redis down: say so, wait, go on
+            log.warning("reading %s (group %s) failed: %s", reader.stream, reader.group, exc)
+            ready = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=retry_s)
+        except Exception:  # a handler's bug must not end the reader
+            log.exception("handling %s (group %s) failed", reader.stream, reader.group)
             ready = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=retry_s)

@@ -6,7 +6,8 @@ The deliverer reads it through a consumer group, POSTs the Decision JSON with an
 signature of ``b"hitl-webhook/1\\n" + body``; receivers verify it with the public keys, and the
 Decision inside carries its own signature too), retries failures with exponential
 backoff, and audits the result (``webhook_delivered`` or ``webhook_failed``). An entry is
-acknowledged only after that, so a deliverer that dies mid-retry leaves it for another one.
+acknowledged only after that, so a deliverer that dies mid-retry leaves it for another one
+(the reading is :class:`~hitl.queue.streams.GroupReader`'s).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import aiohttp
 from hitl.keys import KeyRing, PublicKeys
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import Store
-from hitl.queue.streams import Entry, GroupReader
+from hitl.queue.streams import Entry, GroupReader, follow
 
 __all__ = ["WebhookDeliverer", "signature_header", "verify_signature_header"]
 
@@ -86,26 +87,21 @@ class WebhookDeliverer:
         return self.reader.read(block_ms)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(self.ensure_group)
+        """Deliver until ``stop`` is set, through Redis outages (see :func:`follow`). Each entry
+        is acknowledged by :meth:`deliver` once its result is audited."""
         async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                try:
-                    entries = await asyncio.to_thread(self.read)
-                except Exception as exc:  # Redis down: wait and retry, never crash the service
-                    log.warning("webhooks: cannot read the outbox (%s)", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                if entries:
-                    results = await asyncio.gather(
-                        *(self.deliver(session, e) for e in entries), return_exceptions=True
-                    )
-                    if any(isinstance(r, BaseException) for r in results):
-                        # Typically Redis failing while auditing/acking: the entries stay
-                        # unacknowledged and are reclaimed later. Back off, keep running.
-                        for r in results:
-                            if isinstance(r, BaseException):
-                                log.warning("webhooks: delivery not finished (%s)", r)
-                        await asyncio.sleep(1.0)
+
+            async def deliver_all(entries: list[Entry]) -> None:
+                results = await asyncio.gather(
+                    *(self.deliver(session, e) for e in entries), return_exceptions=True
+                )
+                for result in results:
+                    # Typically Redis failing while auditing/acking: that entry stays
+                    # unacknowledged and is reclaimed later; follow() backs off.
+                    if isinstance(result, BaseException):
+                        raise result
+
+            await follow(self.reader, deliver_all, stop, block_ms=1000, ack=False)
 
     async def deliver(self, session: aiohttp.ClientSession, entry: Sequence[Any]) -> bool:
         entry_id, fields = entry[0], entry[1]
