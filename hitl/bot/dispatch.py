@@ -5,7 +5,8 @@ platform. The dispatcher, one per service, does the rest:
 
 - new pending requests from the intake (:meth:`Dispatcher.on_stored`, thread-safe) get a card in
   every channel, where the verdict's destination means now (:meth:`Dispatcher.route`);
-- every posted copy is recorded on the request (``Store.add_cards``, batched by one worker);
+- every posted copy is recorded on the request (:class:`~hitl.bot.recorder.CardRecorder`:
+  ``Store.add_cards``, batched by one worker);
 - a card that could not be posted anywhere waits in a backlog and is tried again with back-off,
   and a sweep posts pending requests that have no card in a channel (after a crash, or a request
   stored by another process);
@@ -41,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ResponseError
 
 from hitl.bot.channel import Channel, ChannelError, Route, digest_ref_name
+from hitl.bot.recorder import CardRecorder
 from hitl.errors import HitlError
 from hitl.identity import canonical_id
 from hitl.models import CardRef, Destination, RequestRecord, State, VerdictKind
@@ -116,10 +118,6 @@ class _Backlog:
     attempts: int = 1
 
 
-_Queued = tuple[str, CardRef, str, "asyncio.Future[None]"]
-"""A copy waiting to be recorded: request id, where, the channel (the audit's actor), done."""
-
-
 def fingerprint(record: RequestRecord) -> str:
     """Changes whenever what a card shows changes (everything but the list of cards)."""
     raw = record.model_dump_json(exclude={"cards"})
@@ -157,6 +155,8 @@ class Dispatcher:
         self.settings = settings or DispatchSettings()
         self.clock = clock
         self.stats: dict[str, DispatchStats] = collections.defaultdict(DispatchStats)
+        self.recorder = CardRecorder(store)
+        """Writes posted copies onto their requests (many per transaction)."""
         self.consumer = consumer_name()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -171,8 +171,6 @@ class Dispatcher:
             collections.OrderedDict()
         )
         self._locks: dict[str, asyncio.Lock] = {}
-        self._to_record: list[_Queued] = []
-        self._recorder: asyncio.Task[None] | None = None
         self._dirty_digests: dict[tuple[str, str, str], tuple[Channel, CardRef, str]] = {}
         self._digest_task: asyncio.Task[None] | None = None
 
@@ -323,7 +321,7 @@ class Dispatcher:
         mark = fingerprint(record)
         for ref in refs:
             self._remember(ref, mark)
-        await self._record([(record.id, ref) for ref in refs], channel.name)
+        await self.recorder.record([(record.id, ref) for ref in refs], channel.name)
         self.stats[channel.name].posted += len(refs)
         return refs
 
@@ -348,62 +346,7 @@ class Dispatcher:
             return self.people.same_person(a, b)
         return canonical_id(a) == canonical_id(b)
 
-    # -- recording -----------------------------------------------------------------------------
-
-    async def _record(self, items: list[tuple[str, CardRef]], actor: str) -> None:
-        """Record posted copies. One worker records them, many per transaction: every
-        ``add_cards`` appends to the audit chain, so concurrent ones would only collide on its
-        head and retry."""
-        if not items:
-            return
-        loop = asyncio.get_running_loop()
-        futures = []
-        for request_id, ref in items:
-            done: asyncio.Future[None] = loop.create_future()
-            self._to_record.append((request_id, ref, actor, done))
-            futures.append(done)
-        if self._recorder is None or self._recorder.done():
-            self._recorder = asyncio.create_task(self._record_queued())
-        await asyncio.gather(*futures)
-
-    async def _record_queued(self) -> None:
-        while self._to_record:
-            batch, self._to_record = self._to_record[:200], self._to_record[200:]
-            by_actor: dict[str, list[_Queued]] = {}
-            for item in batch:
-                by_actor.setdefault(item[2], []).append(item)
-            for actor, items in by_actor.items():
-                failed = await asyncio.to_thread(
-                    self._record_batch, [(i, r) for i, r, _, _ in items], actor
-                )
-                for (request_id, ref, _, done), error in zip(items, failed, strict=True):
-                    if error:
-                        log.error("card of %s posted at %s/%s but not recorded: %s",
-                                  request_id, ref.conversation, ref.message, error)  # fmt: skip
-                    if not done.done():
-                        done.set_result(None)
-
-    def _record_batch(self, items: list[tuple[str, CardRef]], actor: str) -> list[str]:
-        """Record cards in one transaction; ``""`` per item on success, else why not. When the
-        transaction keeps failing, one at a time with back-off."""
-        try:
-            missing = set(self.store.add_cards(items, actor))
-            return [f"no request {i!r}" if i in missing else "" for i, _ in items]
-        except HitlError as exc:
-            log.warning("recording %d cards at once failed (%s); one by one", len(items), exc)
-        failed: list[str] = []
-        for request_id, ref in items:
-            error = ""
-            for attempt in range(5):
-                try:
-                    missing = set(self.store.add_cards([(request_id, ref)], actor))
-                    error = f"no request {request_id!r}" if missing else ""
-                    break
-                except HitlError as exc:
-                    error = str(exc)
-                    time.sleep(0.1 * 2**attempt)
-            failed.append(error)
-        return failed
+    # -- what each copy shows ------------------------------------------------------------------
 
     def _remember(self, ref: CardRef, mark: str) -> None:
         key = (ref.channel, ref.conversation, ref.message)
@@ -564,7 +507,7 @@ class Dispatcher:
             for ref in refs:
                 self._remember(ref, mark)
             listed = [(rid, ref) for ref in refs for rid, r in records.items() if r is not None]
-            await self._record(listed, channel.name)
+            await self.recorder.record(listed, channel.name)
             self.stats[channel.name].digests += len(refs)
             out += refs
             if not refs:

@@ -281,10 +281,12 @@ async def test_cards_are_recorded_in_batches_when_the_store_can(harness: SlackHa
         signer=harness.store.signer,
     )
     store.batches = []
-    harness.dispatcher.store = store
+    harness.dispatcher.recorder.store = store
     ref = CardRef(channel="slack", conversation="C9", message="1.2")
     failed = await asyncio.to_thread(
-        harness.dispatcher._record_batch, [(one.id, ref), (two.id, ref), ("r-gone", ref)], "slack"
+        harness.dispatcher.recorder.record_batch,
+        [(one.id, ref), (two.id, ref), ("r-gone", ref)],
+        "slack",
     )
     assert [3] == store.batches
     assert ["", "", "no request 'r-gone'"] == failed

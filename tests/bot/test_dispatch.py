@@ -15,6 +15,7 @@ import pytest
 
 from hitl.bot.channel import Channel, ChannelError, Route, digest_ref_name
 from hitl.bot.dispatch import GROUP, LEGACY_GROUP, Dispatcher
+from hitl.bot.recorder import CardRecorder
 from hitl.config import Settings
 from hitl.models import CardRef, Destination, RequestRecord, Reviewer, State
 from hitl.queue.digest import Digest
@@ -354,3 +355,17 @@ async def test_new_group_starts_where_the_slack_group_stopped(
     finally:
         await rig.dispatcher.stop()
         rig.service.consumers[0].close()
+
+
+class BrokenStore(Store):
+    """The real store, whose add_cards fails in a way nobody planned for."""
+
+    def add_cards(self, items: Any, actor: str = "bot") -> list[str]:
+        raise RuntimeError("disk on fire")
+
+
+async def test_a_copy_that_cannot_be_recorded_does_not_hang_its_poster(store: Store) -> None:
+    """An unexpected failure while recording: record() still returns (the copy is logged)."""
+    recorder = CardRecorder(BrokenStore(store.redis, signer=store.signer))
+    ref = CardRef(channel="alpha", conversation="c", message="m")
+    await asyncio.wait_for(recorder.record([("r-1", ref)], "alpha"), 5)
