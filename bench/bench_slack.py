@@ -32,6 +32,7 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from hitl.bot.dispatch import DispatchSettings
 from hitl.bot.slack import SlackChannel, SlackSettings, mount_slack
 from hitl.client import Client
 from hitl.config import Settings
@@ -102,7 +103,8 @@ async def _start(
     r.flushall()
     settings = Settings(redis_url=server.url, keyring=KEYRING)
     store = Store(r, signer=settings.signing_keys())
-    service = Service(settings, store=store, authority=OpenAuthority(_spread))
+    dispatch = DispatchSettings(sweep_s=0.0, sweep_min_age_s=3600.0)
+    service = Service(settings, store=store, authority=OpenAuthority(_spread), dispatch=dispatch)
     for consumer in service.consumers:
         consumer.ensure_group()
     values: dict[str, Any] = {
@@ -110,8 +112,6 @@ async def _start(
         "signing_secret": SIGNING,
         "api_url": slack_url,
         "default_channel": "#approvals",
-        "sweep_s": 0.0,
-        "sweep_min_age_s": 3600.0,
     }
     values.update(overrides)
     channel = mount_slack(service, SlackSettings(**values))
@@ -201,7 +201,7 @@ async def bench_clicks(server: RedisServer, slack_url: str, n: int) -> None:
     while await asyncio.to_thread(service.consumers[0].run_once, 0):
         pass
     ids = store.pending_ids(0, 0)
-    await _wait(lambda: channel.stats.posted >= len(ids), 60)
+    await _wait(lambda: service.dispatcher.stats["slack"].posted >= len(ids), 60)
     ctx = mp.get_context("spawn")
     ids_send, ids_recv = ctx.Pipe()
     times_recv, times_send = ctx.Pipe(duplex=False)
@@ -224,7 +224,7 @@ async def bench_clicks(server: RedisServer, slack_url: str, n: int) -> None:
             decided.append(done - t0)
     ids_send.send(None)
     agent.join(10)
-    await _wait(lambda: channel.stats.updated >= len(ids), 30)
+    await _wait(lambda: service.dispatcher.stats["slack"].updated >= len(ids), 30)
     await _stop(service, runner)
     print(
         f"signed click -> decision stored -> agent unblocked: p50 {pct(decided, 0.5) * 1e3:.2f} ms,"
@@ -250,7 +250,7 @@ async def bench_cards(server: RedisServer, slack_url: str, n: int, channels: int
     pipe.execute()
     t0 = time.monotonic()
     service.start_intake()
-    await _wait(lambda: channel.stats.posted >= n, 120)
+    await _wait(lambda: service.dispatcher.stats["slack"].posted >= n, 120)
     elapsed = time.monotonic() - t0
     await _stop(service, runner)
     return n / elapsed

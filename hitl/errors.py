@@ -16,6 +16,8 @@ approval in ``except hitl.HitlError``::
     ├── StaleApproval            an approval older than the agent's ``max_age``: re-validate first
     ├── SignatureError           a Decision whose signature does not verify
     ├── AuditError               the audit chain does not verify (names the first bad seq)
+    ├── ChannelError             a chat channel could not post or update, for good
+                                 (hitl.bot.channel; Slack's DeliveryError is one)
     └── StoreUnavailable         Redis cannot be reached; nothing was written (or, when
                                  ``maybe_committed``, the reply to a commit was lost)
 """

@@ -1,8 +1,10 @@
 """``hitl serve``: the long-running service that wires the parts together.
 
-It runs the intake consumer (a thread: redis-py is synchronous), the webhook deliverer, and an
-aiohttp server on ``--port`` / ``$PORT`` (default 3000) with ``/healthz``; the Slack, Teams and
-web-inbox adapters mount their routes on the same application::
+It runs the intake consumer (a thread: redis-py is synchronous), the webhook deliverer, the
+channels' dispatcher (:class:`~hitl.bot.dispatch.Dispatcher`: cards, updates and notices for every
+channel in ``service.channels``), and an aiohttp server on ``--port`` / ``$PORT`` (default 3000)
+with ``/healthz``; the Slack, Teams and web-inbox adapters mount their routes on the same
+application::
 
     service = Service(Settings.from_env())
     asyncio.run(service.serve(port=3000))
@@ -22,6 +24,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from hitl.bot.channel import Channel
+from hitl.bot.dispatch import Dispatcher, DispatchSettings
 from hitl.config import Settings
 from hitl.errors import HitlError
 from hitl.handlers import Authority, Decider, OpenAuthority
@@ -81,6 +85,7 @@ class Service:
         store: Store | None = None,
         authority: Authority | None = None,
         consumers: int = 1,
+        dispatch: DispatchSettings | None = None,
     ) -> None:
         self.settings = settings
         # Refuse to start without a signing key: nothing is signed with an improvised one.
@@ -100,7 +105,15 @@ class Service:
         self.notifications = StreamSink(self.store)
         self.digests = Digests(self.store, self.notifications, config)
         self.scheduler = Scheduler(self.store, config, folder=self.digests)
-        self.stored_hooks: list[Callable[[list[RequestRecord]], None]] = []
+        self.channels: list[Channel] = []
+        """The chat channels cards go to (Slack, Teams): add them with :meth:`add_channel`."""
+        self.dispatcher = Dispatcher(
+            self.store,
+            self.channels,
+            people=self.authority,
+            digests=self.digests,
+            settings=dispatch,
+        )
         self.consumers = [
             IntakeConsumer(
                 self.store,
@@ -116,6 +129,8 @@ class Service:
         self.stop_event = threading.Event()
         self.app = web.Application()
         self.app.router.add_get("/healthz", self.healthz)
+        self.app.on_startup.append(self._start_channels)
+        self.app.on_cleanup.append(self._stop_channels)
         self._threads: list[threading.Thread] = []
         self._intake_threads: list[threading.Thread | None] = [None] * len(self.consumers)
         self.supervise_every_s = 1.0
@@ -132,6 +147,16 @@ class Service:
     def classify(self, request: ApprovalRequest) -> Verdict:
         return self.authority.evaluate(request)
 
+    def add_channel(self, channel: Channel) -> None:
+        """Post cards in ``channel`` too (before the aiohttp app starts)."""
+        self.channels.append(channel)
+
+    async def _start_channels(self, _: web.Application) -> None:
+        await self.dispatcher.start()
+
+    async def _stop_channels(self, _: web.Application) -> None:
+        await self.dispatcher.stop()
+
     def _on_stored(self, records: list[RequestRecord]) -> None:
         """Newly stored records: hand them to the dispatcher thread when the intake runs
         threaded (so digest folding and card posting never slow intake down), else act inline."""
@@ -141,7 +166,7 @@ class Service:
             self._dispatch_now(records)
 
     def _dispatcher(self) -> None:
-        """Drain stored records in batches: fold digests, then post their cards."""
+        """Drain stored records in batches: fold digests, then hand them to the channels."""
         assert self._dispatch is not None
         while True:
             first = self._dispatch.get()
@@ -168,11 +193,10 @@ class Service:
         except Exception:  # folding must not stop intake; the digests' tick catches up
             log.exception("scheduling failed")
             cards = list(records)
-        for hook in self.stored_hooks:
-            try:
-                hook(cards)
-            except Exception:  # an adapter's failure must not stop intake
-                log.exception("on_stored hook failed")
+        try:
+            self.dispatcher.on_stored(cards)  # thread-safe; posts on the serving event loop
+        except Exception:  # a channel's failure must not stop intake; the sweep catches up
+            log.exception("handing stored records to the channels failed")
 
     def _on_cancel(self, request_id: str, agent_id: str | None, reason: str) -> None:
         self.decider.cancel_by_agent(request_id, agent_id, reason)

@@ -54,6 +54,12 @@ class Keys:
         return f"{self.prefix}webhooks"
 
     @property
+    def notify(self) -> str:
+        """Stream of the scheduler's notifications (escalations, reminders, digests) for the
+        channels; ``<prefix>notified:<key>`` marks one as sent."""
+        return f"{self.prefix}notify"
+
+    @property
     def break_glass(self) -> str:
         """Sorted set of break-glass approvals awaiting acknowledgement, scored by deadline."""
         return f"{self.prefix}breakglass"

@@ -6,7 +6,8 @@ The deliverer reads it through a consumer group, POSTs the Decision JSON with an
 signature of ``b"hitl-webhook/1\\n" + body``; receivers verify it with the public keys, and the
 Decision inside carries its own signature too), retries failures with exponential
 backoff, and audits the result (``webhook_delivered`` or ``webhook_failed``). An entry is
-acknowledged only after that, so a deliverer that dies mid-retry leaves it for another one.
+acknowledged only after that, so a deliverer that dies mid-retry leaves it for another one
+(the reading is :class:`~hitl.queue.streams.GroupReader`'s).
 """
 
 from __future__ import annotations
@@ -16,19 +17,16 @@ import logging
 import os
 import socket
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
-from redis.exceptions import ResponseError
 
 from hitl.keys import KeyRing, PublicKeys
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import Store
+from hitl.queue.streams import Entry, GroupReader, follow
 
 __all__ = ["WebhookDeliverer", "signature_header", "verify_signature_header"]
-
-_Reply = list[tuple[Any, list[tuple[Any, dict[Any, Any]]]]]
-"""What XREADGROUP returns; redis-py types it loosely."""
 
 log = logging.getLogger("hitl.webhooks")
 
@@ -70,49 +68,40 @@ class WebhookDeliverer:
         self.first_delay_s = first_delay_s
         self.timeout_s = timeout_s
         self.claim_idle_ms = claim_idle_ms
+        self.reader = GroupReader(
+            store.redis,
+            self.keys.webhooks,
+            group,
+            consumer=self.name,
+            start="0",  # an outbox: every decision queued before the group existed counts
+            count=20,
+            claim_idle_ms=claim_idle_ms,
+            claim_every_s=0.0,
+        )
 
     def ensure_group(self) -> None:
-        try:
-            self.store.redis.xgroup_create(self.keys.webhooks, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self.reader.ensure_group()
 
-    def read(self, block_ms: int = 1000, count: int = 20) -> list[tuple[str, dict[str, str]]]:
-        claimed = self.store.redis.xautoclaim(
-            self.keys.webhooks, self.group, self.name, self.claim_idle_ms, "0-0", count=count
-        )
-        entries: list[tuple[str, dict[str, str]]] = [e for e in claimed[1] if e[1] is not None]
-        if entries:
-            return entries
-        reply = self.store.redis.xreadgroup(
-            self.group, self.name, {self.keys.webhooks: ">"}, count=count, block=block_ms
-        )
-        for _stream, got in cast(_Reply, reply) or []:
-            entries.extend(got)
-        return entries
+    def read(self, block_ms: int = 1000) -> list[Entry]:
+        """Entries another deliverer abandoned, else new ones (see :class:`GroupReader`)."""
+        return self.reader.read(block_ms)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await asyncio.to_thread(self.ensure_group)
+        """Deliver until ``stop`` is set, through Redis outages (see :func:`follow`). Each entry
+        is acknowledged by :meth:`deliver` once its result is audited."""
         async with aiohttp.ClientSession() as session:
-            while not stop.is_set():
-                try:
-                    entries = await asyncio.to_thread(self.read)
-                except Exception as exc:  # Redis down: wait and retry, never crash the service
-                    log.warning("webhooks: cannot read the outbox (%s)", exc)
-                    await asyncio.sleep(1.0)
-                    continue
-                if entries:
-                    results = await asyncio.gather(
-                        *(self.deliver(session, e) for e in entries), return_exceptions=True
-                    )
-                    if any(isinstance(r, BaseException) for r in results):
-                        # Typically Redis failing while auditing/acking: the entries stay
-                        # unacknowledged and are reclaimed later. Back off, keep running.
-                        for r in results:
-                            if isinstance(r, BaseException):
-                                log.warning("webhooks: delivery not finished (%s)", r)
-                        await asyncio.sleep(1.0)
+
+            async def deliver_all(entries: list[Entry]) -> None:
+                results = await asyncio.gather(
+                    *(self.deliver(session, e) for e in entries), return_exceptions=True
+                )
+                for result in results:
+                    # Typically Redis failing while auditing/acking: that entry stays
+                    # unacknowledged and is reclaimed later; follow() backs off.
+                    if isinstance(result, BaseException):
+                        raise result
+
+            await follow(self.reader, deliver_all, stop, block_ms=1000, ack=False)
 
     async def deliver(self, session: aiohttp.ClientSession, entry: Sequence[Any]) -> bool:
         entry_id, fields = entry[0], entry[1]
@@ -159,10 +148,7 @@ class WebhookDeliverer:
         def commit() -> None:
             self.store.append_events([event])
             # Done with: acknowledged and deleted together, so the outbox holds only open work.
-            pipe = self.store.redis.pipeline(transaction=True)
-            pipe.xack(self.keys.webhooks, self.group, entry_id)
-            pipe.xdel(self.keys.webhooks, entry_id)
-            pipe.execute()
+            self.reader.ack([entry_id], delete=True)
 
         await asyncio.to_thread(commit)
 

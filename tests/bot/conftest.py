@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from hitl.bot.dispatch import Dispatcher, DispatchSettings
 from hitl.bot.slack import SlackChannel, SlackSettings, mount_slack
 from hitl.config import Settings
 from hitl.handlers import Authority
@@ -131,6 +132,10 @@ class SlackHarness:
     @property
     def store(self) -> Store:
         return self.service.store
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.service.dispatcher
 
     async def post(self, body: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
         async with self.http.post(self.url, data=body.encode(), headers=headers or sign(body)) as r:
@@ -271,12 +276,16 @@ def fast_settings(slack: MockSlack, **overrides: Any) -> SlackSettings:
         "pace_interval_s": 0.0,
         "backoff_s": 0.05,
         "give_up_after_s": 20.0,
-        "backlog_retry_s": 0.2,
-        "sweep_s": 0.0,
-        "sweep_min_age_s": 0.0,
     }
     values.update(overrides)
     return SlackSettings(**values)
+
+
+def fast_dispatch(**overrides: Any) -> DispatchSettings:
+    """The dispatcher's settings for tests: backlog retried after 0.2 s, one sweep at start."""
+    values: dict[str, Any] = {"backlog_retry_s": 0.2, "sweep_s": 0.0, "sweep_min_age_s": 0.0}
+    values.update(overrides)
+    return DispatchSettings(**values)
 
 
 @pytest.fixture
@@ -300,7 +309,8 @@ async def start_harness(
     authority: Authority,
     **overrides: Any,
 ) -> tuple[SlackHarness, web.AppRunner]:
-    service = Service(settings, store=store, authority=authority)
+    ours = {k: overrides.pop(k) for k in list(overrides) if k in DispatchSettings.model_fields}
+    service = Service(settings, store=store, authority=authority, dispatch=fast_dispatch(**ours))
     service.consumers[0].ensure_group()
     slack_settings = fast_settings(slack, **overrides)
     channel = mount_slack(service, slack_settings)

@@ -7,6 +7,7 @@ Every message and modal it receives is checked against Block Kit's limits and pa
     server = await MockSlack().start()
     client = AsyncWebClient(token="xoxb-test", base_url=server.api_url)
     server.rate_limit(5.0, retry_after=1)          # every call answers 429 for 5 s
+    server.rate_limit_once(3, methods={"chat.postMessage"})   # one 429; early calls are violations
     await server.wait_for(lambda: server.calls_to("chat.postMessage"))
 """
 
@@ -211,6 +212,9 @@ class MockSlack:
         self._fail_status = 500
         self._failing_methods: set[str] | None = None
         self._refused: dict[str, str] = {}
+        self._once: tuple[int, set[str] | None] | None = None
+        self.throttled: dict[str, tuple[float, float]] = {}
+        """Per method: when a one-off 429 was answered, and until when its Retry-After runs."""
         self._delay = 0.0
         self.rejected: list[Call] = []
         """Calls answered with 429 or an error (not in ``calls``)."""
@@ -253,6 +257,12 @@ class MockSlack:
         self._limited_until = time.monotonic() + seconds
         self._retry_after = retry_after
         self._limited_methods = methods
+
+    def rate_limit_once(self, retry_after: int, methods: set[str] | None = None) -> None:
+        """Answer the next call (to one of ``methods``) with one 429 and ``Retry-After``, as
+        Slack does; a call to that method arriving before the wait has passed is answered 429
+        again and recorded in ``violations``."""
+        self._once = (retry_after, methods)
 
     def fail(
         self,
@@ -318,15 +328,22 @@ class MockSlack:
             return dict(json.loads(raw or "{}"))
         return {k: v[-1] for k, v in urllib.parse.parse_qs(raw).items()}
 
-    def _misbehave(self, method: str) -> web.Response | None:
+    def _misbehave(self, method: str, arrived: float) -> web.Response | None:
         now = time.monotonic()
+        answered, until = self.throttled.get(method, (0.0, 0.0))
+        if answered <= arrived < until:
+            self.violations.append(
+                f"{method} called {arrived - answered:.2f}s after a 429 whose Retry-After "
+                f"was {until - answered:.0f}s"
+            )
+            return self._429(round(until - now + 0.5))
+        if self._once is not None and (self._once[1] is None or method in self._once[1]):
+            retry_after, self._once = self._once[0], None
+            self.throttled[method] = (now, now + retry_after)
+            return self._429(retry_after)
         limited = self._limited_methods is None or method in self._limited_methods
         if now < self._limited_until and limited:
-            return web.json_response(
-                {"ok": False, "error": "ratelimited"},
-                status=429,
-                headers={"Retry-After": str(self._retry_after)},
-            )
+            return self._429(self._retry_after)
         failing = self._failing_methods is None or method in self._failing_methods
         if failing and (now < self._failing_until or self._failures_left > 0):
             self._failures_left = max(0, self._failures_left - 1)
@@ -337,22 +354,30 @@ class MockSlack:
             )
         return None
 
+    def _429(self, retry_after: int) -> web.Response:
+        return web.json_response(
+            {"ok": False, "error": "ratelimited"},
+            status=429,
+            headers={"Retry-After": str(max(1, retry_after))},
+        )
+
     async def _api(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()  # Call.at: when the call reached Slack, before any delay
         method = request.match_info["method"]
         args = await self._args(request)
         if self._delay:
             await asyncio.sleep(self._delay)
-        bad = self._misbehave(method)
+        bad = self._misbehave(method, arrived)
         if bad is not None:
-            self.rejected.append(Call(method, args, status=bad.status))
+            self.rejected.append(Call(method, args, at=arrived, status=bad.status))
             return bad
         channel = str(args.get("channel", ""))
         if method in ("chat.postMessage", "chat.update") and channel in self._refused:
-            self.rejected.append(Call(method, args, status=200))
+            self.rejected.append(Call(method, args, at=arrived, status=200))
             return web.json_response({"ok": False, "error": self._refused[channel]})
         if self.check:
             self.violations += blockkit_violations(args, method)
-        self.calls.append(Call(method, args))
+        self.calls.append(Call(method, args, at=arrived))
         return web.json_response(self._answer(method, args))
 
     def _channel_id(self, channel: str) -> str:

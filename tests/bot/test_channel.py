@@ -1,5 +1,5 @@
-"""SlackChannel: routing, pacing, Retry-After, retries, the fallback channel, the backlog, the
-sweep, card updates and escalation notices, against the mock Slack."""
+"""Slack through the dispatcher: routing, pacing, Retry-After, retries, the fallback channel, the
+backlog, the sweep, card updates and escalation notices, against the Slack stand-in."""
 
 from __future__ import annotations
 
@@ -100,6 +100,26 @@ async def test_429_storm_loses_no_card(make_harness: Factory) -> None:
     assert len(waves) <= 7
 
 
+@pytest.mark.slow
+async def test_calls_queued_by_the_pacer_wait_out_retry_after(make_harness: Factory) -> None:
+    """A 429 (Retry-After: 3) while cards queue for one channel: nothing reaches
+    chat.postMessage for 3 s after it (the stand-in flags early calls), and every card is
+    posted once."""
+    h = await make_harness(pace_interval_s=1.0, pace_burst=1)
+    h.slack.slow(0.3)
+    h.slack.rate_limit_once(3, methods={"chat.postMessage"})
+    records = [await h.submit_request() for _ in range(4)]
+    await h.slack.wait_for(
+        lambda: all(h.store.get(r.id).cards for r in records), timeout=30, what="all cards"
+    )
+    assert [1, 1, 1, 1] == [len(h.slack.cards_for(r.id)) for r in records]
+    assert 1 == len([c for c in h.slack.rejected if c.status == 429])
+    answered, until = h.slack.throttled["chat.postMessage"]
+    after = [c.at - answered for c in h.slack.calls_to("chat.postMessage") if c.at > answered]
+    assert 4 == len(after)
+    assert min(after) >= 3.0
+
+
 async def test_server_errors_are_retried(harness: SlackHarness) -> None:
     """Three 500s in a row, then Slack recovers: the card is posted once, where it belongs."""
     harness.slack.fail(times=3, methods={"chat.postMessage"})
@@ -116,7 +136,7 @@ async def test_refused_channel_goes_to_fallback(harness: SlackHarness) -> None:
     assert "CHITLFALLBACK" == record.cards[0].conversation
     card = harness.slack.posts("#hitl-fallback")[0]
     assert "refused it (channel_not_found)" in json.dumps(card.args["blocks"])
-    assert 1 == harness.channel.stats.fallback
+    assert 1 == harness.channel.fallback_posts
 
 
 async def test_failing_destination_after_retries_goes_to_fallback(make_harness: Factory) -> None:
@@ -132,7 +152,7 @@ async def test_nowhere_to_post_keeps_it_in_the_backlog(harness: SlackHarness) ->
     harness.slack.refuse("#approvals")
     harness.slack.refuse("#hitl-fallback")
     record = await harness.submit_request()
-    await harness.slack.wait_for(lambda: harness.channel.stats.backlog, what="the backlog")
+    await harness.slack.wait_for(lambda: harness.dispatcher.backlog("slack"), what="the backlog")
     assert State.PENDING == harness.store.get(record.id).state
     assert [] == harness.store.get(record.id).cards
     harness.slack._refused.clear()
@@ -142,18 +162,18 @@ async def test_nowhere_to_post_keeps_it_in_the_backlog(harness: SlackHarness) ->
 
 async def test_sweep_posts_requests_without_a_card(harness: SlackHarness) -> None:
     """A pending request nobody posted (a crash) is found by the sweep and posted once."""
-    harness.service.stored_hooks.clear()
+    harness.service.consumers[0].on_stored = None  # stored, then the process died
     record = await harness.submit_request()
     assert [] == harness.slack.cards_for(record.id)
-    assert 1 == await harness.channel.sweep()
-    assert 0 == await harness.channel.sweep()
+    assert 1 == await harness.dispatcher.sweep()
+    assert 0 == await harness.dispatcher.sweep()
     assert 1 == len(harness.slack.cards_for(record.id))
 
 
 async def test_sweep_runs_at_start(make_harness: Factory, store: Store, settings: Settings) -> None:
     """Requests left without a card before the service started get their card at start."""
     first = await make_harness()
-    first.service.stored_hooks.clear()
+    first.service.consumers[0].on_stored = None
     record = await first.submit_request()
     await make_harness()
     await first.slack.wait_for(lambda: first.store.get(record.id).cards, what="the swept card")
@@ -165,7 +185,7 @@ async def test_sweep_runs_at_start(make_harness: Factory, store: Store, settings
 async def test_unchanged_card_is_not_updated_again(harness: SlackHarness) -> None:
     """update_cards skips copies that already show the current state (Slack's update budget)."""
     record = await harness.submit_and_post()
-    await harness.channel.update_cards(harness.store.get(record.id))
+    await harness.dispatcher.update_cards(harness.store.get(record.id))
     await asyncio.sleep(0.3)
     assert [] == harness.slack.calls_to("chat.update")
 
@@ -194,7 +214,7 @@ async def test_notify_replies_in_thread_and_dms_the_next_target(harness: SlackHa
     """Escalation: thread reply, DM copy to the target; a decision updates both copies."""
     record = await harness.submit_and_post()
     target = Destination(kind="oncall", target="managers")
-    await harness.channel.notify(record, target, "Escalated: nobody answered in 10 minutes")
+    await harness.dispatcher.escalate(record, target, "Escalated: nobody answered in 10 minutes")
     reply = thread_replies(harness)[-1]
     assert record.cards[0].message == reply["thread_ts"]
     assert "<@U0BOB>" in reply["text"]
@@ -253,7 +273,7 @@ class BatchingStore(Store):
 
 
 async def test_cards_are_recorded_in_batches_when_the_store_can(harness: SlackHarness) -> None:
-    """With Store.add_cards, cards are recorded in one call; unknown ids are reported."""
+    """Cards are recorded many per Store.add_cards call; unknown ids are reported."""
     one = await harness.submit_and_post()  # their own cards are recorded before the swap
     two = await harness.submit_and_post()
     store = BatchingStore(
@@ -261,10 +281,12 @@ async def test_cards_are_recorded_in_batches_when_the_store_can(harness: SlackHa
         signer=harness.store.signer,
     )
     store.batches = []
-    harness.channel.store = store
+    harness.dispatcher.recorder.store = store
     ref = CardRef(channel="slack", conversation="C9", message="1.2")
     failed = await asyncio.to_thread(
-        harness.channel._record_batch, [(one.id, ref), (two.id, ref), ("r-gone", ref)]
+        harness.dispatcher.recorder.record_batch,
+        [(one.id, ref), (two.id, ref), ("r-gone", ref)],
+        "slack",
     )
     assert [3] == store.batches
     assert ["", "", "no request 'r-gone'"] == failed

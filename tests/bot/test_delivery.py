@@ -53,6 +53,20 @@ async def test_pacer_refills_while_quiet() -> None:
     assert [] == t.sleeps
 
 
+async def test_pacer_hold_delays_the_key_then_paces() -> None:
+    """After hold(key, until) the next call waits until ``until``, the one after an interval."""
+    t = FakeTime()
+    pacer = Pacer(1.0, 3, clock=t.clock, sleep=t.sleep)
+    await pacer.wait("C1")
+    pacer.hold("C1", 103.0)
+    await pacer.wait("C1")
+    assert pytest.approx(103.0) == t.now
+    await pacer.wait("C1")
+    assert pytest.approx(104.0) == t.now
+    await pacer.wait("C2")
+    assert pytest.approx(104.0) == t.now
+
+
 def _caller(slack: MockSlack, **overrides: object) -> Caller:
     settings = SlackSettings(
         bot_token="xoxb-1",

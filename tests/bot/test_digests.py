@@ -60,7 +60,7 @@ async def test_burst_beyond_the_pace_is_folded(
     await h.slack.wait_for(lambda: len(h.slack.posts()) >= 2)
     await asyncio.sleep(0.3)
     assert 2 == len(h.slack.posts())
-    assert 0 == await h.channel.sweep()
+    assert 0 == await h.dispatcher.sweep()
     assert [0, 0] == [len(h.store.get(r.id).cards) for r in records[2:]]
 
 

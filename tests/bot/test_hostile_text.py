@@ -109,7 +109,7 @@ async def test_hostile_text_is_escaped_in_every_slack_call(harness: SlackHarness
             kind=kind, key=f"{kind}:{rid}", request_id=rid, level=1, target=target,
             text=f"{kind}: “{title}” is waiting for a decision",
         )  # fmt: skip
-        await h.channel.deliver(notice)
+        await h.dispatcher.deliver(notice)
     # a rejection from the modal (a view submission), then the card's update
     view = h.slack.calls_to("views.open")[4].args["view"]
     assert REJECT_VIEW == view["callback_id"]

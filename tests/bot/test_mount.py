@@ -30,7 +30,7 @@ def test_off_without_tokens(settings: Settings, store: Store, authority: Authori
     assert mount_slack(service, SlackSettings()) is None
     assert mount_slack(service, SlackSettings(bot_token=BOT_TOKEN)) is None
     assert "/slack/events" not in _routes(service.app)
-    assert [] == service.stored_hooks
+    assert [] == service.channels
     for consumer in service.consumers:
         consumer.close()
 
@@ -38,7 +38,7 @@ def test_off_without_tokens(settings: Settings, store: Store, authority: Authori
 def test_from_environment(
     settings: Settings, store: Store, authority: Authority, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The usual variables turn HTTP mode on: the route and the intake hook are added."""
+    """The usual variables turn HTTP mode on: the route is added, the channel joins the service."""
     monkeypatch.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "s")
     monkeypatch.setenv("SLACK_API_URL", "http://127.0.0.1:9/api")
@@ -47,7 +47,7 @@ def test_from_environment(
     assert channel is not None
     assert "http://127.0.0.1:9/api/" == channel.client.base_url
     assert "/slack/events" in _routes(service.app)
-    assert [channel.on_stored] == service.stored_hooks
+    assert [channel] == service.channels
     for consumer in service.consumers:
         consumer.close()
 
@@ -64,10 +64,10 @@ async def test_intake_thread_hook_posts_cards(harness: SlackHarness) -> None:
 
 async def test_auto_approved_requests_get_no_card(harness: SlackHarness) -> None:
     """Only requests that need a human are posted."""
-    harness.channel.on_stored([])
+    harness.dispatcher.on_stored([])
     record = await harness.submit_request()
     approved = record.model_copy(update={"state": "approved"})
-    assert [] == await harness.channel.post_card(approved)
+    assert [] == await harness.dispatcher.post_card(harness.channel, approved)
 
 
 async def test_socket_mode(
@@ -76,7 +76,7 @@ async def test_socket_mode(
     """With SLACK_APP_TOKEN the app answers a slash command envelope over Socket Mode."""
     service = Service(settings, store=store, authority=authority)
     slack_settings = SlackSettings(
-        bot_token=BOT_TOKEN, app_token="xapp-1-test", api_url=mock_slack.api_url, sweep_s=0
+        bot_token=BOT_TOKEN, app_token="xapp-1-test", api_url=mock_slack.api_url
     )
     channel = mount_slack(service, slack_settings)
     assert channel is not None

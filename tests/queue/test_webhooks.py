@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -284,4 +285,39 @@ async def test_deliverer_survives_redis_outage_while_finishing(
             await asyncio.wait_for(task, 5)
         elif not task.cancelled():
             task.exception()  # retrieved, so no "exception was never retrieved" warning
+        client.close()
+
+
+async def test_deliverer_started_while_redis_is_down_delivers_once_it_is_back(
+    own_redis: RedisServer, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis unreachable when the deliverer starts: it waits for Redis instead of ending."""
+    caplog.set_level(logging.WARNING, logger="hitl.streams")
+    client = redis.Redis(port=own_redis.port, decode_responses=True, retry=Retry(NoBackoff(), 0))
+    store = Store(client, signer=settings.signing_keys())
+    intake = IntakeConsumer(store, review_everything, block_ms=0)
+    intake.ensure_group()
+    rec = Receiver()
+    server = await _serve(rec)
+    stop = asyncio.Event()
+    _decide(intake, Decider(store), client, str(server.make_url("/hook")))
+    own_redis.kill()
+    task = asyncio.create_task(WebhookDeliverer(store, first_delay_s=0.01).run(stop))
+    try:
+        for _ in range(500):  # the positive signal: it has tried and said Redis is down
+            if "hitl:webhooks" in caplog.text or task.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not task.done()
+        await asyncio.to_thread(own_redis.start)
+        for _ in range(1000):
+            if rec.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert 1 == len(rec.calls)
+    finally:
+        stop.set()
+        intake.close()
+        await server.close()
+        await asyncio.wait_for(task, 5)
         client.close()

@@ -6,8 +6,10 @@
     channel = mount_slack(service)        # inside `hitl serve`; None without Slack settings
 
 The parts: :mod:`~hitl.bot.slack.blocks` renders cards and modals (pure),
-:class:`SlackChannel` posts and updates them within Slack's limits, the listener modules
-(``actions``, ``views``, ``commands``) each ``register(app, ctx)``, and ``app``/``mount`` wire.
+:class:`SlackChannel` posts and updates them within Slack's limits when the service's
+:class:`~hitl.bot.dispatch.Dispatcher` says so (it implements :class:`~hitl.bot.channel.Channel`),
+the listener modules (``actions``, ``views``, ``commands``) each ``register(app, ctx)``, and
+``app``/``mount`` wire.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every listener acknowledges first (Slack wants an answer within 3 seconds), then calls the
 handler off the event loop. The card itself is never edited here: the change goes through the
-store, and :class:`~hitl.bot.slack.channel.SlackChannel` re-renders every posted copy from the
+store, and :class:`~hitl.bot.dispatch.Dispatcher` re-renders every posted copy from the
 ``hitl:events`` stream, so a click, a CLI approval and an escalation all look the same. A refused
 click (not authorized, already decided, a second vote) changes nothing, is audited by the
 handler, and the clicker alone is told why.
@@ -285,7 +285,7 @@ async def on_digest(
 ) -> None:
     """ "Approve selected" / "Approve all N": one Decider call per request, each authorized and
     audited; the clicker is told what happened to each (the digest message is re-rendered)."""
-    digests = ctx.channel.digests
+    digests = ctx.digests
     if digests is None:
         await tell(respond, ":warning: Digests are not available in this service.")
         return
@@ -309,7 +309,7 @@ async def on_digest_reject(
     ctx: SlackContext, click: BlockAction, respond: AsyncRespond, client: AsyncWebClient
 ) -> None:
     """ "Reject all": a modal asks for the reason every agent will get."""
-    digests = ctx.channel.digests
+    digests = ctx.digests
     if digests is None:
         await tell(respond, ":warning: Digests are not available in this service.")
         return

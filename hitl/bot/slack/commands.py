@@ -162,7 +162,7 @@ async def stats_text(ctx: SlackContext, reviewer_id: str) -> str:
     mine = await ctx.run(
         lambda: pending(ctx.store, reviewer_id=reviewer_id, authority=ctx.authority, limit=1)
     )
-    now = ctx.channel.clock()
+    now = ctx.dispatcher.clock()
     by_risk = {risk: 0 for risk in Risk}
     for record in records:
         by_risk[record.verdict.risk] += 1
@@ -175,11 +175,11 @@ async def stats_text(ctx: SlackContext, reviewer_id: str) -> str:
         deadlines = [r.deadline for r in records if r.deadline is not None]
         if deadlines:
             lines.append(f"Next deadline: {format_time(min(deadlines))}")
-    s, d = ctx.channel.stats, ctx.channel.delivery
+    s, d = ctx.dispatcher.stats[ctx.channel.name], ctx.channel.delivery
     lines.append(
-        f"Slack: {s.posted} cards posted ({s.fallback} to the fallback channel, {s.backlog} "
-        f"waiting to be posted), {s.updated} updates, {d.rate_limited} rate-limited calls, "
-        f"{d.retried} retries"
+        f"Slack: {s.posted} cards posted ({ctx.channel.fallback_posts} to the fallback channel, "
+        f"{ctx.dispatcher.backlog(ctx.channel.name)} waiting to be posted), {s.updated} updates, "
+        f"{d.rate_limited} rate-limited calls, {d.retried} retries"
     )
     return "\n".join(lines)
 
@@ -201,7 +201,7 @@ def oncall_text(ctx: SlackContext) -> str:
     oncall = getattr(authority, "oncall", None)
     if not schedules or not callable(oncall):
         return "No on-call schedules: the policy in use has none."
-    at = datetime.datetime.fromtimestamp(ctx.channel.clock(), datetime.UTC)
+    at = datetime.datetime.fromtimestamp(ctx.dispatcher.clock(), datetime.UTC)
     lines = [f"*On call now* ({format_time(at.timestamp())})"]
     for name in schedules:
         who = oncall(name, at)

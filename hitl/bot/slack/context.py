@@ -1,9 +1,10 @@
-"""What every Slack listener needs: the handlers, the channel, the settings, and who clicked.
+"""What every Slack listener needs: the handlers, the channel, the dispatcher (digests, the
+channels' figures), the settings, and who clicked.
 
 The listeners translate a Slack event into a handler call and a handler result into a reply;
 this is the one object they share::
 
-    ctx = SlackContext(decider=service.decider, channel=channel, settings=settings)
+    ctx = SlackContext(service.decider, channel, settings, service.dispatcher)
     reviewer = ctx.reviewer("U0BOB", "bob")      # Reviewer(user_id="bob", display_name="Bob Brown")
     result = await ctx.run(ctx.decider.approve, "r-42", reviewer)
 """
@@ -16,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from hitl.bot.dispatch import Dispatcher
 from hitl.bot.slack.channel import SlackChannel
 from hitl.bot.slack.delivery import DeliveryError
 from hitl.bot.slack.settings import SlackSettings
 from hitl.handlers import Authority, Decider
 from hitl.models import RequestRecord, Reviewer
+from hitl.queue.digest import Digests
 from hitl.queue.store import Store
 from hitl.signing import canonical_json
 
@@ -40,6 +43,11 @@ class SlackContext:
     decider: Decider
     channel: SlackChannel
     settings: SlackSettings
+    dispatcher: Dispatcher
+
+    @property
+    def digests(self) -> Digests | None:
+        return self.dispatcher.digests
 
     @property
     def store(self) -> Store:

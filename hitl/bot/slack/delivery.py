@@ -3,7 +3,10 @@
 Slack accepts about one new message per second per channel (short bursts allowed) and answers
 ``429`` with a ``Retry-After`` header beyond its limits. :class:`Caller` paces new messages per
 channel with a token bucket (:class:`Pacer`), waits out every ``Retry-After`` (for that method,
-workspace-wide: the next calls wait too), retries server errors and network failures with
+workspace-wide: every later call of it waits too, including calls the pacer had already queued,
+because the wait is checked last, just before a call goes out; and the channel's pacer restarts
+from the end of the wait, so queued calls leave one per interval rather than all at once),
+retries server errors and network failures with
 exponential back-off and jitter, and raises :class:`DeliveryError` only when a call is refused
 for good (``channel_not_found``) or still failing after ``give_up_after_s``::
 
@@ -25,9 +28,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from hitl.bot.channel import ChannelError
 from hitl.bot.slack.settings import SlackSettings
 
-__all__ = ["Caller", "DeliveryError", "DeliveryStats", "Pacer"]
+__all__ = ["GONE_ERRORS", "Caller", "DeliveryError", "DeliveryStats", "Pacer"]
 
 log = logging.getLogger("hitl.slack")
 
@@ -39,13 +43,17 @@ TRANSIENT_ERRORS = frozenset(
 )
 """Slack ``error`` codes worth trying again; anything else (``channel_not_found``,
 ``invalid_blocks``, ``not_in_channel``) will fail the same way every time."""
+GONE_ERRORS = frozenset(
+    {"message_not_found", "channel_not_found", "cant_update_message", "is_archived"}
+)
+"""``chat.update`` errors after which a copy is not worth updating again."""
 
 
-class DeliveryError(Exception):
+class DeliveryError(ChannelError):
     """A Web API call that failed for good: ``error`` is Slack's code (or the HTTP failure)."""
 
     def __init__(self, method: str, error: str, *, retryable: bool) -> None:
-        super().__init__(f"{method} failed: {error}")
+        super().__init__(f"{method} failed: {error}", gone=error in GONE_ERRORS)
         self.method = method
         self.error = error
         self.retryable = retryable
@@ -92,6 +100,14 @@ class Pacer:
             self._buckets[key] = (tokens, now)
             await self.sleep((1.0 - tokens) * self.interval)
 
+    def hold(self, key: str, until: float) -> None:
+        """No call for ``key`` before ``until`` (a ``Retry-After``); then one per interval."""
+        if self.interval <= 0:
+            return
+        last = self._buckets.get(key, (0.0, until))[1]
+        # One token at ``until`` (so none before): waiters re-read this when they wake.
+        self._buckets[key] = (1.0, max(until, last))
+
     def _forget_full(self, now: float) -> None:
         full = [
             k
@@ -126,9 +142,10 @@ class Caller:
         start = self.clock()
         attempts = 0
         while True:
-            await self._cool(method)
             if pace_key is not None:
                 await self.pacer.wait(pace_key)
+            # After the pacer: a call it held may have been queued before a 429 arrived.
+            await self._cool(method)
             self.stats.calls += 1
             try:
                 response = await self.client.api_call(method, json=payload)
@@ -139,9 +156,10 @@ class Caller:
                 if status == 429 or error == "ratelimited":
                     wait = _retry_after(exc)
                     self.stats.rate_limited += 1
-                    self._cooldown[method] = max(
-                        self._cooldown.get(method, 0.0), self.clock() + wait
-                    )
+                    until = max(self._cooldown.get(method, 0.0), self.clock() + wait)
+                    self._cooldown[method] = until
+                    if pace_key is not None:
+                        self.pacer.hold(pace_key, until)
                     if self.clock() - start + wait > self.settings.give_up_after_s:
                         self.stats.failed += 1
                         raise DeliveryError(method, "ratelimited", retryable=True) from None

@@ -6,9 +6,9 @@
 
 With ``SLACK_BOT_TOKEN`` and ``SLACK_SIGNING_SECRET`` it adds ``POST /slack/events`` to the
 service's aiohttp app (HTTP mode: point the Slack app's request URLs there); with
-``SLACK_APP_TOKEN`` it connects over Socket Mode instead (no public URL). Either way the channel's
-background work starts and stops with the aiohttp app, and new pending requests from the intake
-get their cards.
+``SLACK_APP_TOKEN`` it connects over Socket Mode instead (no public URL). Either way the channel
+joins ``service.channels``: the service's dispatcher starts and stops it with the aiohttp app and
+posts, updates and notifies through it.
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 
-from hitl.bot.channel import Channel
 from hitl.bot.slack.app import build_app, make_client
 from hitl.bot.slack.channel import SlackChannel
 from hitl.bot.slack.context import SlackContext
 from hitl.bot.slack.settings import SlackSettings
+
+if TYPE_CHECKING:
+    from hitl.service import Service
 
 __all__ = ["events_handler", "mount_slack"]
 
@@ -52,8 +54,8 @@ async def _connect(handler: Any) -> None:
     log.info("Slack connected over Socket Mode")
 
 
-def mount_slack(service: Any, settings: SlackSettings | None = None) -> SlackChannel | None:
-    """Wire Slack into ``service`` (its aiohttp app, stored hooks, decider, authority).
+def mount_slack(service: Service, settings: SlackSettings | None = None) -> SlackChannel | None:
+    """Wire Slack into ``service`` (its aiohttp app, channels, decider, authority).
 
     Must be called before the aiohttp app is started (routes and startup hooks are frozen then).
     Returns the channel (also for the service's list of channels), or None when Slack is not
@@ -64,27 +66,11 @@ def mount_slack(service: Any, settings: SlackSettings | None = None) -> SlackCha
         log.info("Slack is off (set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET or SLACK_APP_TOKEN)")
         return None
     client = make_client(settings)
-    channel = SlackChannel(
-        client,
-        service.store,
-        service.authority,
-        settings,
-        digests=getattr(service, "digests", None),
-    )
-    ctx = SlackContext(decider=service.decider, channel=channel, settings=settings)
+    channel = SlackChannel(client, service.authority, settings)
+    ctx = SlackContext(service.decider, channel, settings, service.dispatcher)
     bolt = build_app(settings, ctx, client)
+    channel.bolt = bolt
     http: web.Application = service.app
-
-    async def start(_: web.Application) -> None:
-        await channel.start()
-        bolt.client.session = client.session  # one connection pool for the listeners too
-
-    async def stop(_: web.Application) -> None:
-        bolt.client.session = None
-        await channel.stop()
-
-    http.on_startup.append(start)
-    http.on_cleanup.append(stop)
     if settings.socket_mode:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
@@ -108,7 +94,5 @@ def mount_slack(service: Any, settings: SlackSettings | None = None) -> SlackCha
     else:
         http.router.add_post(settings.path, events_handler(bolt))
         log.info("Slack events, actions and commands at POST %s", settings.path)
-    service.stored_hooks.append(channel.on_stored)
-    channel.bolt = bolt
-    _: Channel = channel  # SlackChannel is a Channel (checked by mypy)
+    service.add_channel(channel)  # typed: SlackChannel is a Channel (checked by mypy)
     return channel

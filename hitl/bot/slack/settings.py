@@ -56,18 +56,10 @@ class SlackSettings(BaseModel):
     """First back-off after a failure; doubles each time (with jitter), capped at 30 s."""
     give_up_after_s: float = Field(default=120.0, gt=0.0)
     """A call still failing (or rate limited) after this long goes to the fallback channel."""
-    backlog_retry_s: float = Field(default=15.0, gt=0.0)
-    """How often cards that could not be posted anywhere are tried again."""
-    sweep_s: float = Field(default=60.0, ge=0.0)
-    """How often pending requests without a Slack card are looked for (0: only at start)."""
-    sweep_min_age_s: float = Field(default=30.0, ge=0.0)
-    """A request younger than this is left to the normal posting path by the sweep."""
     page_size: int = Field(default=5, ge=1, le=10)
     """Requests per page of ``/hitl pending``."""
     timeout_s: int = Field(default=10, gt=0)
     """HTTP timeout of one Web API call."""
-    consume_notifications: bool = True
-    """Deliver the scheduler's escalations and reminders from the ``<prefix>notify`` stream."""
 
     @field_validator("api_url")
     @classmethod

@@ -188,7 +188,7 @@ async def on_digest_reject(ctx: SlackContext, submission: ViewSubmission, ack: A
         await ack(response_action="errors", errors=errors)
         return
     await ack()
-    digests = ctx.channel.digests
+    digests = ctx.digests
     if digests is None:
         return
     reviewer = ctx.reviewer(submission.user.id, submission.user.label)
