@@ -22,10 +22,12 @@ import json
 import multiprocessing as mp
 import os
 import statistics
+import tempfile
 import time
 import urllib.parse
 import uuid
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -37,7 +39,7 @@ from hitl.bot.slack import SlackChannel, SlackSettings, mount_slack
 from hitl.client import Client
 from hitl.config import Settings
 from hitl.handlers import OpenAuthority
-from hitl.keys import KeyRing
+from hitl.keys import KeyRing, PublicKeys
 from hitl.models import ApprovalRequest, Destination, Risk, Verdict, VerdictKind
 from hitl.queue.store import Store
 from hitl.service import Service
@@ -70,8 +72,9 @@ def _slack(port: int, ready: Any) -> None:
     asyncio.run(serve())
 
 
-def _agent(url: str, ids: Connection, times: Connection) -> None:
-    client = Client(settings=Settings(redis_url=url, keyring=KEYRING))
+def _agent(url: str, public: str, ids: Connection, times: Connection) -> None:
+    """The agent in its own process, holding only the public key."""
+    client = Client(settings=Settings(redis_url=url, public_keys=PublicKeys.parse(public)))
     while True:
         rid = ids.recv()
         if rid is None:
@@ -101,7 +104,9 @@ async def _start(
 ) -> tuple[Service, SlackChannel, web.AppRunner, str]:
     r = server.client()
     r.flushall()
-    settings = Settings(redis_url=server.url, keyring=KEYRING)
+    settings = Settings(
+        redis_url=server.url, keyring=KEYRING, data_dir=Path(tempfile.mkdtemp(prefix="hitl-bench-"))
+    )
     store = Store(r, signer=settings.signing_keys())
     dispatch = DispatchSettings(sweep_s=0.0, sweep_min_age_s=3600.0)
     service = Service(settings, store=store, authority=OpenAuthority(_spread), dispatch=dispatch)
@@ -205,7 +210,9 @@ async def bench_clicks(server: RedisServer, slack_url: str, n: int) -> None:
     ctx = mp.get_context("spawn")
     ids_send, ids_recv = ctx.Pipe()
     times_recv, times_send = ctx.Pipe(duplex=False)
-    agent = ctx.Process(target=_agent, args=(server.url, ids_recv, times_send))
+    agent = ctx.Process(
+        target=_agent, args=(server.url, KEYRING.public().to_env(), ids_recv, times_send)
+    )
     agent.start()
     loop = asyncio.get_running_loop()
     decided: list[float] = []
