@@ -15,6 +15,7 @@ import time
 import uuid
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from hitl.client import Client
 from hitl.config import Settings
@@ -44,6 +45,16 @@ def _request(i: int) -> str:
     )
 
 
+def _fill(r: Any, stream: str, n: int) -> None:
+    """Queue ``n`` requests on ``stream`` as agents would (pipelined, 1,000 per round trip)."""
+    pipe = r.pipeline(transaction=False)
+    for i in range(n):
+        pipe.xadd(stream, {"request": _request(i)})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
 def _classifier(policy: bool) -> tuple[object, str]:
     if policy:
         try:
@@ -60,12 +71,7 @@ def bench_intake(server: RedisServer, n: int, batch: int, policy: bool) -> float
     """Requests/s from XADD'ed entries to stored + pending, one consumer process."""
     r = server.client()
     r.flushall()
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd("hitl:requests", {"request": _request(i)})
-        if i % 1000 == 999:
-            pipe.execute()
-    pipe.execute()
+    _fill(r, "hitl:requests", n)
     store = Store(r, signer=KEYRING)
     classify, _ = _classifier(policy)
     consumer = IntakeConsumer(store, classify, batch=batch, block_ms=0)  # type: ignore[arg-type]
@@ -89,12 +95,7 @@ def bench_raw(server: RedisServer, n: int, batch: int) -> float:
     """The same server's floor: XREADGROUP + XACK of the same entries, nothing else."""
     r = server.client()
     r.flushall()
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd("raw:requests", {"request": _request(i)})
-        if i % 1000 == 999:
-            pipe.execute()
-    pipe.execute()
+    _fill(r, "raw:requests", n)
     r.xgroup_create("raw:requests", "g", id="0")
     t0 = time.perf_counter()
     done = 0
@@ -116,12 +117,7 @@ def bench_naive(server: RedisServer, n: int, batch: int) -> float:
     one MULTI per batch. No policy, no signing, no idempotency check, no WATCH."""
     r = server.client()
     r.flushall()
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd("naive:requests", {"request": _request(i)})
-        if i % 1000 == 999:
-            pipe.execute()
-    pipe.execute()
+    _fill(r, "naive:requests", n)
     r.xgroup_create("naive:requests", "g", id="0")
     head = ChainHead()
     t0 = time.perf_counter()
@@ -215,10 +211,7 @@ def bench_service_intake(server: RedisServer, n: int) -> tuple[float, float]:
 
     r = server.client()
     r.flushall()
-    pipe = r.pipeline(transaction=False)
-    for i in range(n):
-        pipe.xadd("hitl:requests", {"request": _request(i)})
-    pipe.execute()
+    _fill(r, "hitl:requests", n)
     settings = Settings(
         redis_url=server.url, keyring=KEYRING, data_dir=Path(tempfile.mkdtemp(prefix="hitl-bench-"))
     )
