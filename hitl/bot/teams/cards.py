@@ -107,11 +107,24 @@ class _Limits:
     """What the Modify form may take in all; params past it are listed as not editable here."""
 
 
-_TIERS = (
-    _Limits(300, 800, 400, 200, 10, 600, 150, 15, 8, 200, 600, 10, 1000, 25, 12_000),
-    _Limits(200, 300, 200, 80, 5, 200, 80, 8, 3, 100, 300, 5, 200, 10, 6_000),
-    _Limits(120, 0, 0, 0, 0, 120, 0, 0, 0, 0, 200, 0, 0, 0, 0),
-)
+_FULL = _Limits(
+    title=300, reasoning=800, user_request=400, context_value=200, context_items=10, policy=600,
+    value=150, params=15, plan_steps=8, step=200, reason=600, changes=10, input_value=1000,
+    choices=25, form_bytes=12_000,
+)  # fmt: skip
+"""What the Slack card shows before "show all" (so the two cards agree)."""
+_COMPACT = _Limits(
+    title=200, reasoning=300, user_request=200, context_value=80, context_items=5, policy=200,
+    value=80, params=8, plan_steps=3, step=100, reason=300, changes=5, input_value=200,
+    choices=10, form_bytes=6_000,
+)  # fmt: skip
+_MINIMAL = _Limits(
+    title=120, reasoning=0, user_request=0, context_value=0, context_items=0, policy=120,
+    value=0, params=0, plan_steps=0, step=0, reason=200, changes=0, input_value=0,
+    choices=0, form_bytes=0,
+)  # fmt: skip
+"""The facts, the status and Approve/Reject: always under budget whatever the request holds."""
+_TIERS = (_FULL, _COMPACT, _MINIMAL)
 
 
 # -- text helpers ------------------------------------------------------------------------------
@@ -133,7 +146,7 @@ def _label(text: str) -> Json:
     """Our own wording (a section title): a TextBlock."""
     return {
         "type": "TextBlock",
-        "text": text,
+        "text": _defuse(text),
         "weight": "Bolder",
         "wrap": True,
         "spacing": "Medium",
