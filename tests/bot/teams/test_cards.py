@@ -111,6 +111,7 @@ VARIANTS = {
     "expired": lambda: decided(record(), Outcome.EXPIRED),
     "typed-modify": typed_record,
     "no-schema": lambda: record(params={"a": "x", "n": 3, "f": 1.5, "b": False, "o": [1]}),
+    "absent-optional": lambda: record(params={"note": "x", "count": 1}, param_schema=TYPED_SCHEMA),
     "no-params": lambda: record(params={}),
     "big": big_record,
     "oversized": lambda: record(
@@ -388,3 +389,30 @@ def test_card_inputs_round_trip() -> None:
             data[input_id] = value if isinstance(value, str) else json.dumps(value)
     data["param.count"] = "5"
     assert {"count": 5} == parse_action(data, rec).params
+
+
+def test_long_enum_is_typed_as_text_and_held_to_the_enum() -> None:
+    """An enum too long for a choice list becomes a text input; parsing still checks the enum."""
+    options = [f"opt-{n}" for n in range(40)]
+    schema = {"type": "object", "properties": {"tier": {"enum": options}}}
+    rec = record(params={"tier": "opt-1"}, param_schema=schema)
+    tier = inputs(approval_card(rec))["param.tier"]
+    assert ("Input.Text", "opt-1") == (tier["type"], tier["value"])
+    data = {"verb": "modify", "request_id": "r-1", "param.tier": "opt-7"}
+    assert {"tier": "opt-7"} == parse_action(data, rec).params
+    with pytest.raises(InvalidRequest, match="not one of"):
+        parse_action({**data, "param.tier": "opt-99"}, rec)
+
+
+def test_absent_optional_params_are_added_only_when_set() -> None:
+    """A schema property the params lack gets an empty input; left empty, it is not added."""
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "b": {"type": "boolean"},
+                                                "s": {"type": "string"}}}  # fmt: skip
+    rec = record(params={"n": 1}, param_schema=schema)
+    found = inputs(approval_card(rec))
+    assert 1 == found["param.n"]["value"]
+    assert ("false", "") == (found["param.b"]["value"], found["param.s"]["value"])
+    data = {"verb": "modify", "request_id": "r-1", "param.n": "2", "param.b": "false",
+            "param.s": ""}  # fmt: skip
+    assert {"n": 2} == parse_action(data, rec).params
+    assert {"s": "hi"} == parse_action({**data, "param.n": "1", "param.s": "hi"}, rec).params
