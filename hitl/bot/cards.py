@@ -101,6 +101,17 @@ class CardView:
     modified_by: list[str] = field(default_factory=list)
     policy_version: str = ""
 
+    @property
+    def escalation(self) -> str:
+        """Where the escalation chain stands: ``level 2 of 3``, ``not yet (3 levels)``, ``none``."""
+        if self.escalation_level:
+            of = f" of {self.escalation_steps}" if self.escalation_steps else ""
+            return f"level {self.escalation_level}{of}"
+        if self.escalation_steps:
+            plural = "s" if self.escalation_steps > 1 else ""
+            return f"not yet ({self.escalation_steps} level{plural})"
+        return "none"
+
 
 def format_time(ts: float) -> str:
     """``2025-03-04 10:00Z``: UTC, to the minute (cards are read by people in many zones)."""

@@ -323,18 +323,9 @@ def _facts(view: CardView) -> list[Json]:
         fact("Confidence", view.confidence or "not given"),
         fact("Approvals", _approvals(view)),
         fact("Deadline", slack_date(view.deadline) if view.deadline else "none"),
-        fact("Escalation", _escalation(view)),
+        fact("Escalation", view.escalation),
     ]
     return facts
-
-
-def _escalation(view: CardView) -> str:
-    if view.escalation_level:
-        of = f" of {view.escalation_steps}" if view.escalation_steps else ""
-        return f"level {view.escalation_level}{of}"
-    if view.escalation_steps:
-        return f"not yet ({view.escalation_steps} level{'s' if view.escalation_steps > 1 else ''})"
-    return "none"
 
 
 def _approvals(view: CardView) -> str:

@@ -423,15 +423,6 @@ def _needs(view: CardView) -> str:
     return text
 
 
-def _escalation(view: CardView) -> str:
-    if view.escalation_level:
-        of = f" of {view.escalation_steps}" if view.escalation_steps else ""
-        return f"level {view.escalation_level}{of}"
-    if view.escalation_steps:
-        return f"not yet ({view.escalation_steps} level{'s' if view.escalation_steps > 1 else ''})"
-    return "none"
-
-
 def _header(view: CardView, notice: str, limits: _Limits) -> Json:
     items = [
         _data(
@@ -544,7 +535,7 @@ def _build(
                 ("Confidence", view.confidence or "not given"),
                 ("Approvals", _needs(view)),
                 ("Deadline", format_time(view.deadline) if view.deadline else "none"),
-                ("Escalation", _escalation(view)),
+                ("Escalation", view.escalation),
             ]
         )
     )
