@@ -97,9 +97,7 @@ class PublicKeys:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": PUBLIC_FORMAT,
-            "keys": [
-                {"kid": k, "public": _b64(bytes(v))} for k, v in sorted(self.keys.items())
-            ],
+            "keys": [{"kid": k, "public": _b64(bytes(v))} for k, v in sorted(self.keys.items())],
         }
 
     def to_env(self) -> str:
