@@ -259,8 +259,9 @@ class SlackChannel:
         default = self.settings.default_channel or self.settings.fallback_channel
         if route.destination is None or not route.destination.target:
             return [Target(default)] if default else []
-        if route.conversation is not None:
-            return [Target(route.conversation)]
+        if route.destination.kind == "channel":
+            mine = route.conversation_in(CHANNEL)  # None: another platform's channel
+            return [Target(mine)] if mine else [Target(default)] if default else []
         found = [slack_user_id(self.authority, p) for p in route.people]
         targets: list[Target] = []
         for user in dict.fromkeys(f for f in found if f):
