@@ -23,7 +23,7 @@ from hitl.models import ApprovalRequest, RequestRecord
 from hitl.policies import Policy, parse_policy
 from hitl.queue.store import Store
 from hitl.service import Service
-from tests.bot.conftest import fast_dispatch, fast_settings, request_fields
+from tests.bot.conftest import SlackHarness, fast_dispatch, fast_settings, request_fields
 from tests.bot.slack_server import MockSlack
 from tests.bot.teams.connector import Call, MockConnector
 from tests.redis_server import free_port
@@ -109,8 +109,16 @@ class TeamsHarness:
         return self.service.store
 
     @property
-    def slack_url(self) -> str:
-        return self.url.replace("/api/messages", "/slack/events")
+    def slack_side(self) -> SlackHarness:
+        """The same service seen from Slack (signed clicks to ``/slack/events``)."""
+        return SlackHarness(
+            service=self.service,
+            channel=self.slack_channel,
+            slack=self.slack,
+            settings=self.slack_channel.settings,
+            url=self.url.replace("/api/messages", "/slack/events"),
+            http=self.http,
+        )
 
     # -- what Teams sends ----------------------------------------------------------------------
 

@@ -3,27 +3,226 @@ Bot Framework connector, and the Slack scenarios repeated in Teams."""
 
 from __future__ import annotations
 
-from hitl.models import State
-from tests.bot.teams.conftest import APPROVALS, TeamsHarness
+import asyncio
+import json
+from typing import Any
+
+from hitl.bot.slack.blocks import APPROVE as SLACK_APPROVE
+from hitl.bot.teams.cards import MODIFY_REASON, REJECT_REASON
+from hitl.models import Destination, RequestRecord, Reviewer, State
+from hitl.queue.scheduler import Notification, StreamSink
+from tests.bot.teams.conftest import AAD, APPROVALS, OPS, TeamsHarness
+from tests.scenarios.helpers import audit_entries
+
+CARD = "application/vnd.microsoft.card.adaptive"
+ERROR = "application/vnd.microsoft.error"
 
 
-async def test_a_card_is_posted_in_slack_and_teams_and_approved_in_teams(
-    teams: TeamsHarness,
-) -> None:
-    """A request is posted to #approvals in both; alice approves in Teams; the invoke answers
-    with the decided card and every copy (Slack's too) is updated."""
+def refusals(h: TeamsHarness, request_id: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in audit_entries(h.store.redis)
+        if e["kind"] == "refused" and e["request_id"] == request_id
+    ]
+
+
+async def updated_card(h: TeamsHarness, record: RequestRecord, words: str) -> str:
+    """Wait until the Teams copy of ``record`` is replaced by a card saying ``words``."""
+    conversation, message = h.teams_card(record)
+
+    def found() -> str:
+        for call in h.connector.updated(conversation, message):
+            text = json.dumps(call.cards, ensure_ascii=False)
+            if words in text:
+                return text
+        return ""
+
+    return await h.connector.wait_for(found, what=f"the Teams copy saying {words!r}")
+
+
+async def test_approve_in_teams_updates_every_copy(teams: TeamsHarness) -> None:
+    """A card in Slack and Teams; alice approves in Teams; the invoke answers with the decided
+    card and both copies are updated (Teams with update_activity)."""
     record = await teams.submit_and_post()
     conversation, message = teams.teams_card(record)
     assert APPROVALS == conversation
     posted = teams.connector.sent(APPROVALS)[-1]
-    assert "approve" in str(posted.cards[0])
+    assert ["approve", "modify", "refresh", "reject"] == sorted(
+        a["verb"] for a in _executes(posted.cards[0])
+    )
     answer = await teams.click("alice", "approve", record.id, message=message)
-    assert ("application/vnd.microsoft.card.adaptive", 200) == (
-        answer["type"],
-        answer["statusCode"],
+    assert (CARD, 200) == (answer["type"], answer["statusCode"])
+    assert "Approved by Alice Adams" in json.dumps(answer["value"])
+    decided = teams.store.get(record.id)
+    assert (State.APPROVED, "alice", "teams") == (
+        decided.state, decided.decision.reviewers[0].user_id, decided.decision.reviewers[0].channel
+    )  # fmt: skip
+    await updated_card(teams, record, "Approved by Alice Adams")
+    slack_ref = next(c for c in decided.cards if c.channel == "slack")
+    await teams.slack.wait_for(
+        lambda: [c for c in teams.slack.calls_to("chat.update")
+                 if c.args["ts"] == slack_ref.message],
+        what="the Slack copy updated",
+    )  # fmt: skip
+
+
+def _executes(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        here = [node] if node.get("type") == "Action.Execute" else []
+        return here + [a for v in node.values() for a in _executes(v)]
+    if isinstance(node, list):
+        return [a for v in node for a in _executes(v)]
+    return []
+
+
+async def test_reject_needs_a_reason_and_records_it(teams: TeamsHarness) -> None:
+    """A reject without a reason is an error shown to the clicker (nothing changes); with one,
+    the request is rejected and the reason is on the card and the decision."""
+    record = await teams.submit_and_post()
+    answer = await teams.click("alice", "reject", record.id, **{REJECT_REASON: "  "})
+    assert (ERROR, 400) == (answer["type"], answer["statusCode"])
+    assert "needs a reason" in answer["value"]["message"]
+    assert State.PENDING == teams.store.get(record.id).state
+    answer = await teams.click("alice", "reject", record.id, **{REJECT_REASON: "wrong order"})
+    assert "Rejected by Alice Adams" in json.dumps(answer["value"])
+    decided = teams.store.get(record.id)
+    assert (State.REJECTED, "wrong order") == (decided.state, decided.decision.reason)
+    await updated_card(teams, record, "Reason: wrong order")
+
+
+async def test_modify_with_a_validation_error_first(teams: TeamsHarness) -> None:
+    """A value the param_schema refuses is an error naming the input (nothing changes); a good
+    one approves with the changed params, shown before -> after."""
+    schema = {"type": "object", "properties": {"order_id": {"type": "string"},
+              "amount": {"type": "number", "minimum": 0, "maximum": 200}}}  # fmt: skip
+    record = await teams.submit_and_post(
+        param_schema=schema, params={"order_id": "A-1", "amount": 150.0}
     )
-    assert "Approved by Alice Adams" in str(answer["value"])
-    assert State.APPROVED == teams.store.get(record.id).state
+    answer = await teams.click("alice", "modify", record.id, **{"param.amount": "300"})
+    assert (ERROR, 400) == (answer["type"], answer["statusCode"])
+    assert "param.amount" in answer["value"]["message"]
+    assert "maximum" in answer["value"]["message"]
+    answer = await teams.click("alice", "modify", record.id, **{"param.amount": "abc"})
+    assert "not a number" in answer["value"]["message"]
+    assert State.PENDING == teams.store.get(record.id).state
+    answer = await teams.click(
+        "alice", "modify", record.id, **{"param.amount": "120", MODIFY_REASON: "partial refund"}
+    )
+    assert CARD == answer["type"]
+    decided = teams.store.get(record.id)
+    assert (State.APPROVED, {"order_id": "A-1", "amount": 120.0}, True) == (
+        decided.state, decided.decision.params, decided.decision.modified)  # fmt: skip
+    await updated_card(teams, record, "150.0 → 120")
+
+
+async def test_two_person_rule_across_slack_and_teams(teams: TeamsHarness) -> None:
+    """bob approves in Slack; bob's click in Teams does not count again; carol's in Teams does."""
+    record = await teams.submit_and_post(action="delete_volume", params={"volume": "v-1"})
+    slack = teams.slack_side
+    status, _ = await slack.click(SLACK_APPROVE, record.id, "U0BOB", "bob")
+    assert 200 == status
+    await teams.connector.wait_for(lambda: teams.store.get(record.id).votes, what="bob's vote")
+    answer = await teams.click("bob", "approve", record.id)
+    assert (ERROR, 400) == (answer["type"], answer["statusCode"])
+    assert "already voted" in answer["value"]["message"]
+    assert 1 == len(teams.store.get(record.id).votes)
+    assert "teams" == refusals(teams, record.id)[-1]["details"]["channel"]
+    answer = await teams.click("carol", "approve", record.id)
+    assert "Approved by" in json.dumps(answer["value"])
+    decided = teams.store.get(record.id)
+    assert State.APPROVED == decided.state
+    assert ["bob", "carol"] == sorted(r.user_id for r in decided.decision.reviewers)
+
+
+async def test_unknown_and_unauthorized_users_are_refused_and_audited(teams: TeamsHarness) -> None:
+    """mallory (not in the directory) and alice (no manager role) are told why; the card and
+    the request do not change; each attempt is audited."""
+    record = await teams.submit_and_post(action="wire", params={"to": "x", "amount": 1})
+    conversation, message = teams.teams_card(record)
+    before = len(teams.connector.updated(conversation, message))
+    answer = await teams.click("mallory", "approve", record.id)
+    assert (ERROR, 400) == (answer["type"], answer["statusCode"])
+    answer = await teams.click("alice", "approve", record.id)
+    assert "manager" in answer["value"]["message"]
+    assert State.PENDING == teams.store.get(record.id).state
+    assert [] == teams.store.get(record.id).votes
+    actors = [e["actor"] for e in refusals(teams, record.id)]
+    assert ["teams:" + AAD["mallory"], "alice"] == actors
+    assert before == len(teams.connector.updated(conversation, message))
+
+
+async def test_double_submit_is_one_decision(teams: TeamsHarness) -> None:
+    """Two clicks at once (a double submit): one decision, the other told who decided."""
+    record = await teams.submit_and_post()
+    answers = await asyncio.gather(*(teams.click("alice", "approve", record.id) for _ in range(2)))
+    assert sorted([CARD, ERROR]) == sorted(a["type"] for a in answers)
+    late = next(a for a in answers if a["type"] == ERROR)
+    assert "already" in late["value"]["message"]
+    decided = teams.store.get(record.id)
+    assert State.APPROVED == decided.state
+    assert 1 == sum(1 for e in audit_entries(teams.store.redis)
+                    if e["request_id"] == record.id and e["kind"] == "approved")  # fmt: skip
+
+
+async def test_decided_in_slack_updates_the_open_teams_copy(teams: TeamsHarness) -> None:
+    """A request decided in Slack while its Teams copy is open: the Teams copy shows it."""
+    record = await teams.submit_and_post()
+    status, _ = await teams.slack_side.click(SLACK_APPROVE, record.id, "U0CAROL", "carol")
+    assert 200 == status
+    text = await updated_card(teams, record, "Approved by Carol Chen")
+    assert "Action.Execute" not in text  # decided: no buttons left
+
+
+async def test_decided_by_the_api_or_a_timeout_updates_the_teams_copy(teams: TeamsHarness) -> None:
+    """Whoever decides (the decision path called directly, as the API and the worker do)."""
+    record = await teams.submit_and_post()
+    decider = teams.service.decider
+    await asyncio.to_thread(decider.reject, record.id, Reviewer(user_id="carol"), "not today")
+    await updated_card(teams, record, "Reason: not today")
+
+
+async def test_escalation_to_a_teams_user(teams: TeamsHarness) -> None:
+    """An escalation to user:carol (from the scheduler's stream) posts the card in carol's
+    personal chat with the escalation on top, and replies under the channel copy."""
+    record = await teams.submit_and_post(action="wire", params={"to": "x", "amount": 1})
+    StreamSink(teams.store).send(
+        Notification(kind="escalated", key=f"esc:{record.id}:1", request_id=record.id,
+                     level=1, target=Destination(kind="user", target="carol"),
+                     text="Escalated: nobody answered in 10 minutes")
+    )  # fmt: skip
+    calls = await teams.connector.wait_for(
+        lambda: [c for c in teams.connector.sent("a:carol") if c.cards], what="carol's card"
+    )
+    assert "Escalated: nobody answered" in json.dumps(calls[0].cards[0])
+    assert record.id in json.dumps(calls[0].cards[0])
+    reply = await teams.connector.wait_for(
+        lambda: [c for c in teams.connector.sent(APPROVALS) if "Escalated" in c.text],
+        what="the reply in the channel thread",
+    )
+    assert ";messageid=" in reply[0].conversation and "Carol Chen" in reply[0].text
     await teams.connector.wait_for(
-        lambda: teams.connector.updated(APPROVALS, message), what="the Teams copy updated"
+        lambda: len([c for c in teams.store.get(record.id).cards if c.channel == "teams"]) == 2,
+        what="the escalated copy recorded",
     )
+    answer = await teams.click("carol", "approve", record.id, conversation="a:carol")
+    assert "Approved by Carol Chen" in json.dumps(answer["value"])
+
+
+async def test_teams_destinations_name_channels_and_people(teams: TeamsHarness) -> None:
+    """teams:Ops posts in the Teams channel Ops (Slack uses its default channel); user:bob in
+    bob's personal chat."""
+    to_ops = await teams.submit_and_post(action="to_ops", params={"x": 1})
+    assert OPS == teams.teams_card(to_ops)[0]
+    assert ["#approvals"] == [c.args["channel"] for c in teams.slack.cards_for(to_ops.id)]
+    to_bob = await teams.submit_and_post(action="ask_bob", params={"x": 1})
+    assert "a:bob" == teams.teams_card(to_bob)[0]
+
+
+async def test_reminder_replies_in_the_thread(teams: TeamsHarness) -> None:
+    """A reminder replies under the Teams copy of the card."""
+    record = await teams.submit_and_post()
+    await teams.service.dispatcher.deliver(
+        Notification(kind="reminder", key="r1", request_id=record.id, text="Still waiting")
+    )
+    replies = [c for c in teams.connector.sent(APPROVALS) if c.text == "Still waiting"]
+    assert 1 == len(replies)
