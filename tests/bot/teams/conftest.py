@@ -4,6 +4,7 @@ mock and a Bot Framework connector stand-in, and helpers that send what Teams se
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import textwrap
 import uuid
@@ -142,7 +143,7 @@ class TeamsHarness:
         return body
 
     async def post(self, body: Any, headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        raw = body if isinstance(body, str | bytes) else json.dumps(body)
+        raw = body if isinstance(body, str | bytes | io.BytesIO) else json.dumps(body)
         sent = {"Content-Type": "application/json", **self.headers, **(headers or {})}
         async with self.http.post(self.url, data=raw, headers=sent) as r:
             text = await r.text()

@@ -4,6 +4,7 @@ Bot Framework connector, and the Slack scenarios repeated in Teams."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from typing import Any
 
@@ -226,3 +227,49 @@ async def test_reminder_replies_in_the_thread(teams: TeamsHarness) -> None:
     )
     replies = [c for c in teams.connector.sent(APPROVALS) if c.text == "Still waiting"]
     assert 1 == len(replies)
+
+
+async def test_digest_approve_all_in_teams(teams: TeamsHarness) -> None:
+    """A digest is posted as one card with "Approve all N"; clicking it approves each request
+    (each checked and audited on its own) and the card lists them as decided."""
+    records = [await teams.submit(action="lookup", params={"q": f"q{i}"}) for i in range(3)]
+    digest = await asyncio.to_thread(teams.service.digests.post, "channel:#approvals")
+    assert digest is not None
+    calls = await teams.connector.wait_for(
+        lambda: [c for c in teams.connector.sent(APPROVALS)
+                 if c.cards and "approve_all" in json.dumps(c.cards[0])],
+        what="the digest card",
+    )  # fmt: skip
+    assert "Approve all 3" in json.dumps(calls[0].cards[0])
+    answer = await teams.click("carol", "approve_all", "", digest_id=digest.id)
+    assert CARD == answer["type"], answer
+    assert "approve_all" not in json.dumps(answer["value"])
+    assert {State.APPROVED} == {teams.store.get(r.id).state for r in records}
+    forged = await teams.click("carol", "approve_all", "", digest_id="d-nope")
+    assert ERROR == forged["type"]
+
+
+async def test_bad_input_gets_a_clear_error(teams: TeamsHarness) -> None:
+    """Not JSON, not an activity, the wrong content type, too big: a 4xx saying so."""
+    assert 415 == (await teams.post("{}", {"Content-Type": "text/plain"}))[0]
+    status, answer = await teams.post("{not json")
+    assert (400, {"error": "the body is not JSON"}) == (status, answer)
+    assert 400 == (await teams.post([1, 2]))[0]
+    assert 400 == (await teams.post({"text": "no type"}))[0]
+    huge = io.BytesIO(json.dumps({"type": "message", "text": "x" * 2_000_000}).encode())
+    assert 413 == (await teams.post(huge))[0]
+    unknown = teams.activity("invoke", "alice", APPROVALS, name="composeExtension/query")
+    assert 501 == (await teams.post(unknown))[0]
+
+
+async def test_a_forged_card_action_decides_nothing(teams: TeamsHarness) -> None:
+    """Card data is the client's: who clicked comes from the activity, not from the data, and a
+    parameter the request does not have is refused."""
+    record = await teams.submit_and_post()
+    answer = await teams.click(
+        "mallory", "approve", record.id, reviewer="carol", aadObjectId=AAD["carol"]
+    )
+    assert ERROR == answer["type"]
+    answer = await teams.click("alice", "modify", record.id, **{"param.colour": "red"})
+    assert "unknown parameter 'colour'" in answer["value"]["message"]
+    assert State.PENDING == teams.store.get(record.id).state
