@@ -84,6 +84,8 @@ class TeamsContext:
     dispatcher: Dispatcher
     book: ConversationBook
     people: TeamsPeople
+    tenant_id: str = ""
+    """The app's tenant: activities from any other are ignored (empty: not checked, tests)."""
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a (synchronous, Redis-backed) handler off the event loop."""
@@ -110,6 +112,11 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
 
     async def on_turn(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
+        tenant = _tenant_of(activity)
+        if self.ctx.tenant_id and tenant != self.ctx.tenant_id:
+            # A single-tenant app: nobody outside the tenant may click or register a chat.
+            log.warning("ignoring a %s activity from tenant %r", activity.type, tenant)
+            return
         if activity.type in (
             ActivityTypes.message,
             ActivityTypes.conversation_update,
@@ -275,6 +282,17 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         verb = APPROVE if parsed.name == "approve" else REJECT
         result = await self._decide(verb, record, reviewer, parsed.reason, {})
         return text_activity(f"✅ {record.id}: {result.message}")
+
+
+def _tenant_of(activity: Activity) -> str:
+    """The tenant an activity comes from: Teams' ``channelData.tenant.id`` (botbuilder reads
+    ``conversation.tenantID``, which Teams spells ``tenantId``), else the conversation's."""
+    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    tenant = data.get("tenant")
+    if isinstance(tenant, dict) and tenant.get("id"):
+        return str(tenant["id"])
+    conversation = activity.conversation
+    return str(conversation.tenant_id or "") if conversation is not None else ""
 
 
 def _for_teams(usage: str) -> str:

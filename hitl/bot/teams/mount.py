@@ -118,7 +118,8 @@ def mount_teams(
     book = ConversationBook(service.store)
     people = TeamsPeople(service.authority)
     channel = TeamsChannel(adapter, settings, book, people)
-    bot = TeamsBot(TeamsContext(service.decider, service.dispatcher, book, people))
+    tenant = "" if settings.auth_disabled else settings.tenant_id
+    bot = TeamsBot(TeamsContext(service.decider, service.dispatcher, book, people, tenant))
     channel.bot = bot
     service.app.router.add_post(settings.path, messages_handler(adapter, bot))
     log.info("Teams activities at POST %s", settings.path)

@@ -112,3 +112,14 @@ async def test_a_signed_request_is_accepted(secured: TeamsHarness) -> None:
     status, _ = await secured.post(install(secured), {"Authorization": f"Bearer {good}"})
     assert 201 == status
     assert "a:bob" == stored(secured)
+
+
+async def test_another_tenant_is_ignored(secured: TeamsHarness) -> None:
+    """A signed activity from another tenant (the app is single-tenant) registers nothing."""
+    good = token(BOT_FRAMEWORK, secured.connector.url)
+    body = install(secured)
+    body["conversation"]["tenantId"] = "another-tenant"
+    body["channelData"]["tenant"]["id"] = "another-tenant"
+    status, _ = await secured.post(body, {"Authorization": f"Bearer {good}"})
+    assert 201 == status
+    assert stored(secured) is None
