@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from botbuilder.core import BotAdapter, TurnContext
 from botbuilder.schema import Activity, ActivityTypes, Attachment, ConversationReference
+from msrest.exceptions import HttpOperationError
 
 from hitl.bot.channel import ChannelError, Route, digest_ref_name
 from hitl.bot.teams.cards import approval_card, digest_card
@@ -72,9 +73,9 @@ class Target:
 
 def _gone(exc: Exception) -> bool:
     """The conversation or the message no longer exists, or the bot was removed from it."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    return status in (403, 404)
+    if not isinstance(exc, HttpOperationError) or exc.response is None:
+        return False
+    return int(exc.response.status_code) in (403, 404)
 
 
 class TeamsChannel:
@@ -109,17 +110,27 @@ class TeamsChannel:
     async def _continue(
         self, reference_json: str, logic: Callable[[TurnContext], Awaitable[None]]
     ) -> None:
-        """Run ``logic`` in the conversation of ``reference_json`` (a proactive turn)."""
+        """Run ``logic`` in the conversation of ``reference_json`` (a proactive turn); what it
+        raises is raised here as a :class:`ChannelError` (the adapter's ``on_turn_error`` would
+        only log it)."""
         try:
             reference = ConversationReference().deserialize(json.loads(reference_json))
         except ValueError as exc:
             raise ChannelError(f"unreadable conversation reference: {exc}", gone=True) from None
+        failed: list[Exception] = []
+
+        async def guarded(turn: TurnContext) -> None:
+            try:
+                await logic(turn)
+            except Exception as exc:  # botbuilder's HTTP and auth errors have no common base
+                failed.append(exc)
+
         try:
-            await self.adapter.continue_conversation(reference, logic, self.settings.app_id)
-        except HitlError:
-            raise
-        except Exception as exc:  # botbuilder's HTTP and auth errors have no common base
-            raise ChannelError(f"Teams refused it: {exc}", gone=_gone(exc)) from exc
+            await self.adapter.continue_conversation(reference, guarded, self.settings.app_id)
+        except Exception as exc:  # acquiring a token, opening the connector
+            failed.append(exc)
+        if failed:
+            raise ChannelError(f"Teams refused it: {failed[0]}", gone=_gone(failed[0]))
 
     async def send(self, reference_json: str, activity: Activity) -> str:
         """Send ``activity`` in a conversation; returns the new activity's id."""

@@ -8,6 +8,9 @@ import io
 import json
 from typing import Any
 
+import pytest
+
+from hitl.bot.channel import ChannelError
 from hitl.bot.slack.blocks import APPROVE as SLACK_APPROVE
 from hitl.bot.teams.cards import MODIFY_REASON, REJECT_REASON
 from hitl.models import Destination, RequestRecord, Reviewer, State
@@ -273,3 +276,24 @@ async def test_a_forged_card_action_decides_nothing(teams: TeamsHarness) -> None
     answer = await teams.click("alice", "modify", record.id, **{"param.colour": "red"})
     assert "unknown parameter 'colour'" in answer["value"]["message"]
     assert State.PENDING == teams.store.get(record.id).state
+
+
+async def test_a_removed_bot_is_gone_and_nothing_is_lost(teams: TeamsHarness) -> None:
+    """The bot removed from a conversation (403): its copy is not updated again and the
+    request stays pending; a card that cannot be posted anywhere waits in the backlog."""
+    record = await teams.submit_and_post()
+    teams.connector.fail_conversations[APPROVALS] = 403
+    conversation, message = teams.teams_card(record)
+    ref = next(c for c in record.cards if c.channel == "teams")
+    with pytest.raises(ChannelError) as gone:
+        await teams.channel.update_card(record, ref)
+    assert gone.value.gone
+    other = await teams.submit_and_post(channels=1)
+    await teams.connector.wait_for(lambda: teams.service.dispatcher.backlog("teams"),
+                                   what="the Teams card in the backlog")  # fmt: skip
+    assert [] == [c for c in teams.store.get(other.id).cards if c.channel == "teams"]
+    del teams.connector.fail_conversations[APPROVALS]
+    await teams.service.dispatcher.sweep()
+    assert [APPROVALS] == [c.conversation for c in teams.store.get(other.id).cards
+                           if c.channel == "teams"]  # fmt: skip
+    assert (conversation, message) == teams.teams_card(teams.store.get(record.id))
