@@ -78,6 +78,7 @@ reviewers:
      roles: [manager]}}
 schedules:
   managers: {{members: [bob]}}
+break_glass: {{roles: [manager], ack_within: 1h}}
 """
 
 

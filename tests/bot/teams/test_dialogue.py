@@ -99,6 +99,18 @@ def dialogue(settings: Settings, store: Store, authority: Authority) -> Iterator
     yield Dialogue(service, channel, adapter)
     for consumer in service.consumers:
         consumer.close()
+    assert [] == [e for card in sent_cards(adapter) for e in schema_errors(card)]
+
+
+def sent_cards(adapter: TestAdapter) -> list[dict[str, Any]]:
+    """Every Adaptive Card the bot sent, updated or answered an invoke with."""
+    cards = []
+    for activity in [*adapter.activity_buffer, *adapter.updated_activities]:
+        cards += [a.content for a in activity.attachments or [] if a.content_type == CARD]
+        body = activity.value.body if activity.type == "invokeResponse" else None
+        if isinstance(body, dict) and body.get("type") == CARD:
+            cards.append(body["value"])
+    return cards
 
 
 async def test_help_lists_the_commands(dialogue: Dialogue) -> None:

@@ -13,6 +13,7 @@ import pytest
 from hitl.bot.channel import ChannelError
 from hitl.bot.slack.blocks import APPROVE as SLACK_APPROVE
 from hitl.bot.teams.cards import MODIFY_REASON, REJECT_REASON
+from hitl.handlers.breakglass import break_glass
 from hitl.models import Destination, RequestRecord, Reviewer, State
 from hitl.queue.scheduler import Notification, StreamSink
 from tests.bot.teams.conftest import AAD, APPROVALS, OPS, TeamsHarness
@@ -297,3 +298,22 @@ async def test_a_removed_bot_is_gone_and_nothing_is_lost(teams: TeamsHarness) ->
     assert [APPROVALS] == [c.conversation for c in teams.store.get(other.id).cards
                            if c.channel == "teams"]  # fmt: skip
     assert (conversation, message) == teams.teams_card(teams.store.get(record.id))
+
+
+async def test_the_requester_cannot_approve_in_teams(teams: TeamsHarness) -> None:
+    """bob asked (``requested_by`` his Slack id): his Teams click is refused, as in Slack."""
+    record = await teams.submit_and_post(requested_by="U0BOB")
+    answer = await teams.click("bob", "approve", record.id)
+    assert "cannot approve" in answer["value"]["message"]
+    assert State.PENDING == teams.store.get(record.id).state
+
+
+async def test_break_glass_elsewhere_shows_in_teams(teams: TeamsHarness) -> None:
+    """A critical request approved by break-glass (bob alone, through the API's handler) is
+    decided on the Teams copy too, and a later Teams click is told it is decided."""
+    record = await teams.submit_and_post(action="delete_volume", params={"volume": "v-1"})
+    bob = Reviewer(user_id="bob", display_name="Bob Brown", channel="api")
+    await asyncio.to_thread(break_glass, teams.service.decider, record.id, bob, "prod is down")
+    await updated_card(teams, record, "Approved by Bob Brown")
+    answer = await teams.click("carol", "approve", record.id)
+    assert "already approved by Bob Brown" in answer["value"]["message"]
