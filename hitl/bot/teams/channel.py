@@ -117,6 +117,11 @@ class TeamsChannel:
             reference = ConversationReference().deserialize(json.loads(reference_json))
         except ValueError as exc:
             raise ChannelError(f"unreadable conversation reference: {exc}", gone=True) from None
+        if not self.settings.trusts(str(reference.service_url or "")):
+            # A reference changed in Redis must not take the bot's access token elsewhere.
+            log.error("not sending to %r: not a Teams service URL (HITL_TEAMS_SERVICE_HOSTS)",
+                      reference.service_url)  # fmt: skip
+            raise ChannelError(f"{reference.service_url!r} is not a Teams service URL", gone=True)
         failed: list[Exception] = []
 
         async def guarded(turn: TurnContext) -> None:

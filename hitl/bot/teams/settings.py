@@ -14,6 +14,7 @@
 | ``MICROSOFT_APP_CERTIFICATE_KEY_FILE`` | a PEM file with its private key |
 | ``HITL_TEAMS_CHANNEL`` | where cards go when the policy names no Teams place (name or id) |
 | ``HITL_TEAMS_PATH`` | the HTTP route (default ``/api/messages``) |
+| ``HITL_TEAMS_SERVICE_HOSTS`` | hosts (and their subdomains) the bot sends to, comma-separated |
 
 There is no variable that turns authentication off: only a test builds settings with
 ``auth_disabled=True`` (the Bot Framework then accepts unsigned requests, which in production
@@ -24,12 +25,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from hitl.errors import ConfigError
 
-__all__ = ["TeamsSettings"]
+__all__ = ["SERVICE_HOSTS", "TeamsSettings"]
+
+SERVICE_HOSTS = (
+    "smba.trafficmanager.net",
+    "smba.infra.gcc.teams.microsoft.com",
+    "smba.infra.gov.teams.microsoft.us",
+    "smba.infra.dod.teams.microsoft.us",
+)
+"""Where Teams' connector answers (public cloud, GCC, GCC High, DoD)."""
 
 
 class TeamsSettings(BaseModel):
@@ -46,6 +56,9 @@ class TeamsSettings(BaseModel):
     default_channel: str = ""
     """Cards whose policy names no Teams place go here (a channel name or a conversation id)."""
     path: str = "/api/messages"
+    service_hosts: tuple[str, ...] = SERVICE_HOSTS
+    """The Bot Framework connector's hosts: a stored reference whose ``serviceUrl`` is anywhere
+    else is not sent to (the bot's access token goes with every call)."""
     auth_disabled: bool = False
     """Tests only: accept unsigned requests and send without a token."""
 
@@ -67,6 +80,16 @@ class TeamsSettings(BaseModel):
         """The bot has credentials (or, in a test, runs without authentication)."""
         return bool(self.app_id) or self.auth_disabled
 
+    def trusts(self, service_url: str) -> bool:
+        """``service_url`` is an https URL of the connector (any URL with authentication off)."""
+        if self.auth_disabled:
+            return True
+        parts = urlsplit(service_url)
+        host = (parts.hostname or "").lower()
+        return parts.scheme == "https" and any(
+            host == h or host.endswith("." + h) for h in self.service_hosts
+        )
+
     @property
     def uses_certificate(self) -> bool:
         return bool(self.certificate_thumbprint and self.certificate_key)
@@ -83,6 +106,10 @@ class TeamsSettings(BaseModel):
             "default_channel": env.get("HITL_TEAMS_CHANNEL", ""),
             "path": env.get("HITL_TEAMS_PATH") or "/api/messages",
         }
+        if hosts := env.get("HITL_TEAMS_SERVICE_HOSTS"):
+            values["service_hosts"] = tuple(
+                h.strip().lower() for h in hosts.split(",") if h.strip()
+            )
         key_file = env.get("MICROSOFT_APP_CERTIFICATE_KEY_FILE", "")
         if key_file:
             try:

@@ -12,9 +12,10 @@ import pytest
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
-from hitl.bot.channel import Route
+from hitl.bot.channel import ChannelError, Route
 from hitl.bot.teams import TeamsChannel, mount_teams
 from hitl.bot.teams.bot import TeamsBot
+from hitl.bot.teams.people import TeamsPeople
 from hitl.config import Settings
 from hitl.handlers import Authority
 from hitl.models import Destination, RequestRecord, State
@@ -223,3 +224,20 @@ async def test_proactive_post_and_update(dialogue: Dialogue) -> None:
     [updated] = dialogue.adapter.updated_activities
     assert ref.message == updated.id
     assert "Approved by Carol Chen" in json.dumps(updated.attachments[0].content)
+
+
+async def test_a_planted_service_url_is_not_sent_to(store: Store) -> None:
+    """A reference changed in Redis to point elsewhere: the channel refuses to send there (the
+    bot's token would go with the call), and says it is gone."""
+    settings = teams_settings(auth_disabled=False, app_id="app", tenant_id=TENANT,
+                              app_password="x")  # fmt: skip
+    book = ConversationBook(store)
+    reference = {"serviceUrl": "https://evil.example/", "channelId": "msteams",
+                 "conversation": {"id": "a:bob"}, "bot": {"id": "28:hitl-bot"}}  # fmt: skip
+    book.save("a:bob", json.dumps(reference), user=AAD["bob"])
+    adapter = TestAdapter()
+    channel = TeamsChannel(adapter, settings, book, TeamsPeople(None))
+    with pytest.raises(ChannelError, match="not a Teams service URL") as caught:
+        await channel.send(json.dumps(reference), Activity(type="message", text="hi"))
+    assert caught.value.gone
+    assert [] == adapter.activity_buffer

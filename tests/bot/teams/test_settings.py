@@ -72,3 +72,18 @@ def test_the_adapter_authenticates_as_a_single_tenant_app() -> None:
     auth = adapter.bot_framework_authentication
     assert "CloudAdapter" == type(adapter).__name__
     assert "ConfigurationBotFrameworkAuthentication" == type(auth).__name__
+
+
+@pytest.mark.parametrize(
+    ("url", "trusted"),
+    [("https://smba.trafficmanager.net/emea/", True),
+     ("https://smba.infra.gov.teams.microsoft.us/x", True),
+     ("http://smba.trafficmanager.net/emea/", False),
+     ("https://smba.trafficmanager.net.evil.example/", False),
+     ("https://evil.example/?smba.trafficmanager.net", False), ("", False)],
+)  # fmt: skip
+def test_the_bot_sends_only_to_the_connector(url: str, trusted: bool) -> None:
+    """The bot's access token goes with every call: only https to the connector's hosts."""
+    settings = TeamsSettings(app_id="app", tenant_id="t", app_password="x")
+    assert trusted == settings.trusts(url)
+    assert TeamsSettings(auth_disabled=True).trusts(url)
