@@ -20,6 +20,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from hitl.bot.cards import RISK_EMOJI, format_time
 from hitl.bot.commands import USAGE, Parsed, help_text, parse
+from hitl.bot.directory import reviewers_of
 from hitl.bot.slack.blocks import card_blocks, card_text, esc, notice_blocks, pending_blocks
 from hitl.bot.slack.channel import slack_user_id
 from hitl.bot.slack.context import SlackContext
@@ -159,9 +160,9 @@ def oncall_text(ctx: SlackContext) -> str:
         if who is None:
             lines.append(f"• {name}: nobody")
             continue
-        lookup = getattr(authority, "reviewer", None)
-        entry = lookup(who) if callable(lookup) else None
-        label = esc(getattr(entry, "display_name", "") or who)
+        directory = reviewers_of(authority)
+        entry = directory.reviewer(who) if directory is not None else None
+        label = esc(entry.display_name if entry is not None and entry.display_name else who)
         slack = slack_user_id(authority, who)
         mention = f" (<@{slack}>)" if slack else ""
         lines.append(f"• {name}: {label}{mention}")

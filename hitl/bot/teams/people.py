@@ -13,24 +13,16 @@ person clicking in Slack (``slack_id``) and in Teams counts once, as their direc
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
+from hitl.bot.directory import reviewers_of
 from hitl.identity import canonical_id
 from hitl.models import Reviewer
 from hitl.policies import DirectoryEntry
 
-__all__ = ["STRANGER_PREFIX", "Reviewers", "TeamsPeople"]
+__all__ = ["STRANGER_PREFIX", "TeamsPeople"]
 
 STRANGER_PREFIX = "teams:"
 """The user id of a Teams user the directory does not know: ``teams:<aadObjectId>``, so that it
 can never be mistaken for a directory id, a Slack id or an email."""
-
-
-@runtime_checkable
-class Reviewers(Protocol):
-    """The policy's reviewer directory (:class:`hitl.policies.Policy` is one)."""
-
-    def reviewer(self, user_id: str) -> DirectoryEntry | None: ...
 
 
 class TeamsPeople:
@@ -38,7 +30,7 @@ class TeamsPeople:
     policy reviewers) every Teams user is a stranger, known by their object id."""
 
     def __init__(self, authority: object) -> None:
-        self._directory = authority if isinstance(authority, Reviewers) else None
+        self._directory = reviewers_of(authority)
 
     def entry(self, aad_object_id: str) -> DirectoryEntry | None:
         """The reviewer whose ``teams_id`` is ``aad_object_id`` (compared canonically)."""
