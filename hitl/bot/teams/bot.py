@@ -117,12 +117,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
             # A single-tenant app: nobody outside the tenant may click or register a chat.
             log.warning("ignoring a %s activity from tenant %r", activity.type, tenant)
             return
-        if activity.type in (
-            ActivityTypes.message,
-            ActivityTypes.conversation_update,
-            ActivityTypes.installation_update,
-        ) and not (activity.type == ActivityTypes.installation_update and
-                   str(activity.action or "").startswith("remove")):  # fmt: skip
+        if _places_the_bot(activity):
             await self._remember(activity)
         await super().on_turn(turn_context)
 
@@ -282,6 +277,14 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         verb = APPROVE if parsed.name == "approve" else REJECT
         result = await self._decide(verb, record, reviewer, parsed.reason, {})
         return text_activity(f"✅ {record.id}: {result.message}")
+
+
+def _places_the_bot(activity: Activity) -> bool:
+    """A message, a conversation update or an installation (not an uninstallation): the bot is
+    in that conversation and may post there later."""
+    if activity.type == ActivityTypes.installation_update:
+        return not str(activity.action or "").startswith("remove")
+    return activity.type in (ActivityTypes.message, ActivityTypes.conversation_update)
 
 
 def _tenant_of(activity: Activity) -> str:

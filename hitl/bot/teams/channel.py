@@ -48,11 +48,12 @@ DIGEST = digest_ref_name(CHANNEL)
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
-def card_activity(card: dict[str, Any], text: str = "") -> Activity:
-    """A message carrying one Adaptive Card (``text`` is what notifications show)."""
+def card_activity(card: dict[str, Any], summary: str = "") -> Activity:
+    """A message carrying one Adaptive Card. ``summary`` (what a notification shows) is not the
+    message's text: Teams would show text above the card, and read agent text in it as markdown."""
     return Activity(
         type=ActivityTypes.message,
-        text=text or None,
+        summary=summary[:300] or None,
         attachments=[Attachment(content_type=CARD_TYPE, content=card)],
     )
 
