@@ -373,9 +373,11 @@ class Service:
             )
         from hitl.bot.api import mount_api
         from hitl.bot.slack import mount_slack
+        from hitl.bot.teams import mount_teams
 
         self.api = mount_api(self)  # /api/v1: the CLI's and scripts' way to decide
         self.slack = mount_slack(self)  # None without SLACK_* settings
+        self.teams = mount_teams(self)  # None without MICROSOFT_APP_* settings
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

@@ -32,6 +32,10 @@ from hitl.queue.digest import Digest
 __all__ = ["Channel", "ChannelError", "Route", "digest_ref_name"]
 
 
+PLATFORMS = ("slack", "teams")
+"""The prefixes a ``channel:`` destination may carry to name one platform's channel."""
+
+
 def digest_ref_name(channel: str) -> str:
     """``CardRef.channel`` of a digest message posted by ``channel`` (``"slack-digest"``)."""
     return f"{channel}-digest"
@@ -68,6 +72,18 @@ class Route:
         if dest is not None and dest.kind == "channel" and dest.target:
             return dest.target
         return None
+
+    def conversation_in(self, platform: str) -> str | None:
+        """The channel a ``channel:`` destination names in ``platform``: ``channel:teams:Ops``
+        is ``Ops`` in Teams and nothing in Slack; ``channel:slack:#ops`` the reverse; an
+        unprefixed ``channel:#ops`` is meant for every platform (each finds its ``#ops``)."""
+        target = self.conversation
+        if target is None:
+            return None
+        head, sep, rest = target.partition(":")
+        if sep and head in PLATFORMS:
+            return rest.strip() or None if head == platform else None
+        return target
 
     @property
     def where(self) -> str:

@@ -9,6 +9,7 @@ Shorthands a person writes by hand are accepted and normalised here:
 
 - durations: ``30s``, ``10m``, ``1h``, ``2d``, ``1w``, ``1h30m`` or a number of seconds;
 - destinations: ``"channel:#ops"``, ``"oncall:primary"``, ``"user:bob"`` or ``{oncall: primary}``;
+  ``"teams:Approvals"`` / ``"slack:#ops"`` name one platform's channel (``channel:teams:...``);
 - escalation steps: ``"10m -> oncall:secondary"``, ``"60m -> timeout"`` or the mapping form;
 - tools: ``stop_instance: low`` or ``stop_instance: {risk: low, description: ...}``;
 - roles: ``standard: "Level 1 ..."`` or ``manager: {description: ..., includes: [standard]}``.
@@ -144,6 +145,9 @@ class DestinationConfig(_Model):
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, str):
             kind, sep, target = value.partition(":")
+            if kind.strip() in ("slack", "teams") and target.strip():
+                # teams:Approvals is shorthand for channel:teams:Approvals (one platform's channel)
+                return {"kind": "channel", "target": f"{kind.strip()}:{target.strip()}"}
             if not sep or kind.strip() not in ("channel", "oncall", "user") or not target.strip():
                 raise ValueError(
                     f"{value!r} is not a destination; write channel:#name, oncall:<schedule> "

@@ -80,6 +80,17 @@ class Keys:
         """Set of the ids of personal API tokens (``hitl tokens list``)."""
         return f"{self.prefix}tokens"
 
+    @property
+    def teams_conversations(self) -> str:
+        """Hash: Teams conversation id -> the bot's ``ConversationReference`` there (JSON), stored
+        when the bot is installed or first messaged, to post proactively later."""
+        return f"{self.prefix}teams:conversations"
+
+    @property
+    def teams_names(self) -> str:
+        """Hash: ``user:<aadObjectId>`` / ``channel:<name>`` -> a Teams conversation id."""
+        return f"{self.prefix}teams:names"
+
     def token(self, token_id: str) -> str:
         """String: a personal API token's record (JSON); the token itself is never stored."""
         return f"{self.prefix}token:{token_id}"

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from hitl.bot.channel import Route
 from hitl.bot.slack.blocks import APPROVE
 from hitl.config import Settings
 from hitl.models import CardRef, Destination, Reviewer, State
@@ -292,3 +293,16 @@ async def test_cards_are_recorded_in_batches_when_the_store_can(harness: SlackHa
     assert [3] == store.batches
     assert ["", "", "no request 'r-gone'"] == failed
     assert ref in harness.store.get(two.id).cards
+
+
+@pytest.mark.parametrize(
+    ("target", "slack", "teams"),
+    [("#ops", "#ops", "#ops"), ("teams:Ops", None, "Ops"), ("slack:#ops", "#ops", None),
+     ("teams:19:a@thread.tacv2", None, "19:a@thread.tacv2"), ("teams:", None, None)],
+)  # fmt: skip
+def test_a_channel_destination_may_name_one_platform(
+    target: str, slack: str | None, teams: str | None
+) -> None:
+    """``channel:teams:X`` is X in Teams and nothing in Slack; unprefixed is for both."""
+    route = Route(Destination(kind="channel", target=target))
+    assert (slack, teams) == (route.conversation_in("slack"), route.conversation_in("teams"))

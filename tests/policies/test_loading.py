@@ -202,6 +202,20 @@ def test_bad_destination_shorthand() -> None:
     assert "policy.yaml:16: rules[0].destination: 'pager:primary' is not a destination" in message
 
 
+@pytest.mark.parametrize(
+    ("written", "target"),
+    [("teams:Approvals", "teams:Approvals"), ("slack:#ops", "slack:#ops"),
+     ("channel:teams:19:x@thread.tacv2", "teams:19:x@thread.tacv2")],
+)  # fmt: skip
+def test_platform_destinations_are_channels(written: str, target: str) -> None:
+    """``teams:Name`` and ``slack:#name`` are shorthand for one platform's ``channel:``."""
+    policy = parse_policy(GOOD.replace("oncall:primary", f'"{written}"') +
+                          textwrap.dedent(DIRECTORY), source="policy.yaml")  # fmt: skip
+    destination = policy.evaluate(req("refund", params={"amount": 500})).destination
+    assert destination is not None
+    assert ("channel", target) == (destination.kind, destination.target)
+
+
 def test_bad_duration() -> None:
     """Durations read like 10m; anything else is refused with the accepted forms."""
     message = refuse(GOOD + "timeout: ten minutes\n")

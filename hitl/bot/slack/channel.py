@@ -27,6 +27,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from hitl.bot.channel import Route, digest_ref_name
+from hitl.bot.directory import reviewers_of
 from hitl.bot.slack.blocks import (
     card_blocks,
     card_text,
@@ -55,12 +56,10 @@ _SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 def slack_user_id(authority: Authority, reviewer_id: str) -> str | None:
     """The Slack user id of a reviewer: from the policy's directory, or the id itself if it is
     one (``U0BOB``)."""
-    lookup = getattr(authority, "reviewer", None)
-    if callable(lookup):
-        entry = lookup(reviewer_id)
-        slack_id = getattr(entry, "slack_id", None)
-        if isinstance(slack_id, str) and slack_id:
-            return slack_id
+    directory = reviewers_of(authority)
+    entry = directory.reviewer(reviewer_id) if directory is not None else None
+    if entry is not None and entry.slack_id:
+        return entry.slack_id
     return reviewer_id if _SLACK_USER.match(reviewer_id) else None
 
 
@@ -259,8 +258,9 @@ class SlackChannel:
         default = self.settings.default_channel or self.settings.fallback_channel
         if route.destination is None or not route.destination.target:
             return [Target(default)] if default else []
-        if route.conversation is not None:
-            return [Target(route.conversation)]
+        if route.destination.kind == "channel":
+            mine = route.conversation_in(CHANNEL)  # None: another platform's channel
+            return [Target(mine)] if mine else [Target(default)] if default else []
         found = [slack_user_id(self.authority, p) for p in route.people]
         targets: list[Target] = []
         for user in dict.fromkeys(f for f in found if f):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import datetime
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from hitl.bot.cards import RISK_EMOJI, format_time
+from hitl.bot.commands import USAGE, Parsed, help_text, parse
+from hitl.bot.directory import reviewers_of
 from hitl.bot.slack.blocks import card_blocks, card_text, esc, notice_blocks, pending_blocks
 from hitl.bot.slack.channel import slack_user_id
 from hitl.bot.slack.context import SlackContext
@@ -31,55 +32,6 @@ from hitl.models import Risk
 __all__ = ["USAGE", "Parsed", "parse", "register", "run"]
 
 log = logging.getLogger("hitl.slack")
-
-USAGE = {
-    "pending": "`/hitl pending` - the requests you may decide, with buttons",
-    "show": "`/hitl show ID` - one request, its card and its state",
-    "approve": "`/hitl approve ID [reason]` - approve (one vote under a two-person rule)",
-    "reject": "`/hitl reject ID reason` - reject; the reason is required",
-    "stats": "`/hitl stats` - what is waiting, by risk, and how the Slack channel is doing",
-    "oncall": "`/hitl oncall` - who is on call now for each schedule",
-    "help": "`/hitl help` - this list",
-}
-
-
-def help_text(command: str = "/hitl") -> str:
-    lines = [f"*{command}* - human approval for AI agents"]
-    lines += ["• " + text.replace("/hitl", command) for text in USAGE.values()]
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """A parsed command line: the subcommand and its arguments, or the usage to answer with."""
-
-    name: str
-    request_id: str = ""
-    reason: str = ""
-    usage: str = ""
-
-
-def parse(text: str) -> Parsed:
-    """``approve r-42 looks fine`` -> ``Parsed("approve", "r-42", "looks fine")``."""
-    words = text.strip().split(None, 2)
-    if not words:
-        return Parsed("help")
-    name = words[0].lower()
-    rest = words[1:]
-    if name not in USAGE:
-        return Parsed("unknown", usage=f"Unknown subcommand `{words[0][:40]}`.")
-    if name in ("show", "approve", "reject"):
-        if not rest:
-            return Parsed(name, usage=f"Missing the request id. Usage: {USAGE[name]}")
-        reason = rest[1] if len(rest) > 1 else ""
-        if name == "reject" and not reason.strip():
-            return Parsed(name, usage=f"A rejection needs a reason. Usage: {USAGE[name]}")
-        if name == "show" and reason:
-            return Parsed(name, usage=f"`show` takes one id. Usage: {USAGE[name]}")
-        return Parsed(name, request_id=rest[0], reason=reason)
-    if rest:
-        return Parsed(name, usage=f"`{name}` takes no arguments. Usage: {USAGE[name]}")
-    return Parsed(name)
 
 
 def register(app: AsyncApp, ctx: SlackContext) -> None:
@@ -208,9 +160,9 @@ def oncall_text(ctx: SlackContext) -> str:
         if who is None:
             lines.append(f"• {name}: nobody")
             continue
-        lookup = getattr(authority, "reviewer", None)
-        entry = lookup(who) if callable(lookup) else None
-        label = esc(getattr(entry, "display_name", "") or who)
+        directory = reviewers_of(authority)
+        entry = directory.reviewer(who) if directory is not None else None
+        label = esc(entry.display_name if entry is not None and entry.display_name else who)
         slack = slack_user_id(authority, who)
         mention = f" (<@{slack}>)" if slack else ""
         lines.append(f"• {name}: {label}{mention}")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from hitl.bot.directory import reviewers_of
 from hitl.bot.dispatch import Dispatcher
 from hitl.bot.slack.channel import SlackChannel
 from hitl.bot.slack.delivery import DeliveryError
@@ -64,13 +65,11 @@ class SlackContext:
     def reviewer(self, slack_user: str, name: str = "") -> Reviewer:
         """The reviewer behind a Slack user: their directory id and name when the policy knows
         them (so a Slack click and a Teams click are one person), else the Slack id."""
-        lookup = getattr(self.authority, "reviewer", None)
-        entry = lookup(slack_user) if callable(lookup) else None
+        directory = reviewers_of(self.authority)
+        entry = directory.reviewer(slack_user) if directory is not None else None
         if entry is not None:
             return Reviewer(
-                user_id=str(entry.id),
-                display_name=str(getattr(entry, "display_name", "") or name)[:256],
-                channel="slack",
+                user_id=entry.id, display_name=(entry.display_name or name)[:256], channel="slack"
             )
         return Reviewer(user_id=slack_user, display_name=name[:256], channel="slack")
 

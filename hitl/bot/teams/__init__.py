@@ -1,9 +1,12 @@
-"""Microsoft Teams: the approval card as an Adaptive Card (Universal Actions). Pure, no I/O.
+"""Microsoft Teams: approval cards as Adaptive Cards (Universal Actions), posted and updated by a
+botbuilder bot at ``POST /api/messages``.
 
-The card is rendered from the same :class:`~hitl.bot.cards.CardView` as Slack's, so the two
-never disagree; :func:`parse_action` turns what a reviewer clicked back into a typed
-:class:`TeamsAction`. The Teams :class:`~hitl.bot.channel.Channel` (botbuilder) comes next and
-keeps its botbuilder imports inside this package.
+Every ``botbuilder`` import stays inside this package, behind the
+:class:`~hitl.bot.channel.Channel` protocol: Microsoft has archived the Bot Framework SDK in
+favour of the Microsoft 365 Agents SDK, and an adapter on that SDK can replace this one folder
+without touching the dispatcher, the handlers or the other channels::
+
+    channel = mount_teams(service)          # None without MICROSOFT_APP_ID
 """
 
 from __future__ import annotations
@@ -12,8 +15,22 @@ from hitl.bot.teams.cards import (
     MAX_CARD_BYTES,
     TeamsAction,
     approval_card,
+    digest_card,
     parse_action,
     request_id_of,
 )
+from hitl.bot.teams.channel import TeamsChannel
+from hitl.bot.teams.mount import mount_teams
+from hitl.bot.teams.settings import TeamsSettings
 
-__all__ = ["MAX_CARD_BYTES", "TeamsAction", "approval_card", "parse_action", "request_id_of"]
+__all__ = [
+    "MAX_CARD_BYTES",
+    "TeamsAction",
+    "TeamsChannel",
+    "TeamsSettings",
+    "approval_card",
+    "digest_card",
+    "mount_teams",
+    "parse_action",
+    "request_id_of",
+]

@@ -27,10 +27,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from hitl.bot.cards import CardView, card_view, format_time, format_value
 from hitl.bot.fields import FieldSpec, check_edits, field_specs, finite_number, read_edits
 from hitl.errors import InvalidRequest
-from hitl.models import RequestRecord, Risk
+from hitl.models import RequestRecord, Risk, State
+from hitl.queue.digest import Digest
 
 __all__ = [
     "APPROVE",
+    "APPROVE_ALL",
     "CARD_BUDGET",
     "MAX_CARD_BYTES",
     "MODIFY",
@@ -46,6 +48,7 @@ __all__ = [
     "approval_card",
     "card_size",
     "clip",
+    "digest_card",
     "parse_action",
     "request_id_of",
 ]
@@ -67,6 +70,8 @@ APPROVE = "approve"
 REJECT = "reject"
 MODIFY = "modify"
 REFRESH = "refresh"
+APPROVE_ALL = "approve_all"
+"""The verb of a digest's "Approve all" (its data carries ``digest_id``, not a request id)."""
 VERBS = (APPROVE, REJECT, MODIFY, REFRESH)
 Verb = Literal["approve", "reject", "modify", "refresh"]
 
@@ -592,3 +597,62 @@ def _changed(record: RequestRecord, submitted: Mapping[str, Any]) -> dict[str, A
         where, problem = pairs[0]
         raise InvalidRequest(f"{where}: {problem}", pairs)
     return edits.changed
+
+
+# -- digests -----------------------------------------------------------------------------------
+
+DIGEST_SHOWN = 25
+"""Requests listed one by one in a digest card; "Approve all" includes the others too."""
+
+
+def digest_card(digest: Digest, records: Mapping[str, RequestRecord | None]) -> Json:
+    """A digest as an Adaptive Card: the requests still waiting, those decided since, and an
+    "Approve all N" button (``Action.Execute``, verb :data:`APPROVE_ALL`) while any waits."""
+    waiting = [
+        i
+        for i in digest.items
+        if (r := records.get(i.request_id)) is not None and r.state is State.PENDING
+    ]
+    n = len(digest.items)
+    body: list[Json] = [
+        _data(f"📋 {n} request{'s' if n != 1 else ''} to review", 100, weight="Bolder",
+              size="Medium"),
+        _data(
+            f"Gathered for {clip(digest.dest, 200)} so they do not bury the channel. Each one is "
+            "still checked, decided and audited on its own.",
+            400,
+        ),
+    ]  # fmt: skip
+    pairs = [(clip(i.request_id, 60), clip(f"{i.title} ({i.risk})", 150)) for i in waiting]
+    if pairs:
+        shown = pairs[:DIGEST_SHOWN]
+        if len(pairs) > len(shown):
+            shown.append(("…", f"and {len(pairs) - len(shown)} more"))
+        body += [_label("Waiting"), _facts(shown)]
+    done = []
+    for item in digest.items:
+        if item in waiting:
+            continue
+        record = records.get(item.request_id)
+        said = card_view(record).status if record is not None else "no longer exists"
+        done.append((clip(item.request_id, 60), clip(f"{item.title}: {said}", 200)))
+    if done:
+        body += [_label("Decided"), _facts(done[:DIGEST_SHOWN])]
+    card: Json = {
+        "type": "AdaptiveCard",
+        "$schema": SCHEMA_URL,
+        "version": VERSION,
+        "fallbackText": clip(digest.text, 300),
+        "body": body,
+    }
+    if waiting:
+        card["actions"] = [
+            {
+                "type": "Action.Execute",
+                "title": f"Approve all {len(waiting)}",
+                "verb": APPROVE_ALL,
+                "data": {"verb": APPROVE_ALL, "digest_id": digest.id},
+                "style": "positive",
+            }
+        ]
+    return card

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from hitl.bot.cards import card_view
@@ -22,19 +19,8 @@ from hitl.bot.teams.cards import (
 )
 from hitl.errors import InvalidRequest
 from hitl.models import Outcome, RequestRecord, Risk, Verdict, VerdictKind, Vote
+from tests.bot.teams.schema import schema_errors
 from tests.bot.test_blocks import ALICE, BOB, big_record, decided, record
-
-_REPO = Path(__file__).resolve().parents[3]
-SCHEMA = next(
-    (
-        path
-        for path in (d / "shared" / "schemas" / "adaptive-card-1.5.json" for d in _REPO.parents)
-        if path.is_file()
-    ),
-    _REPO.parent / "shared" / "schemas" / "adaptive-card-1.5.json",
-)
-"""The official schema, kept beside the repository (or beside a worktree's parent folder),
-never copied into it."""
 
 CRITICAL = Verdict(kind=VerdictKind.REVIEW, risk=Risk.CRITICAL, rule="delete-volume",
                    reason="deleting data needs two managers", approvals=2,
@@ -55,25 +41,6 @@ TYPED_SCHEMA = {
 }
 TYPED_PARAMS = {"note": "late parcel", "count": 2, "amount": 250.0, "notify": True,
                 "tier": "gold", "extra": {"k": [1, 2]}}  # fmt: skip
-
-
-@cache
-def _validator() -> jsonschema.protocols.Validator | None:
-    if not SCHEMA.is_file():
-        return None
-    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-    cls = jsonschema.validators.validator_for(schema)  # draft-06: picked from its $schema
-    cls.check_schema(schema)
-    return cls(schema)
-
-
-def schema_errors(card: dict[str, Any]) -> list[str]:
-    """Every way ``card`` breaks the official schema (skips the test when it is absent)."""
-    validator = _validator()
-    if validator is None:
-        pytest.skip(f"Adaptive Card schema not found at {SCHEMA.resolve()}: schema check skipped")
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in
-            validator.iter_errors(card)]  # fmt: skip
 
 
 def typed_record(**fields: Any) -> RequestRecord:
@@ -152,7 +119,8 @@ def test_public_names_are_pinned() -> None:
     """``hitl.bot.teams.__all__`` lists exactly the documented names."""
     import hitl.bot.teams as teams
 
-    expected = ["MAX_CARD_BYTES", "TeamsAction", "approval_card", "parse_action", "request_id_of"]
+    expected = ["MAX_CARD_BYTES", "TeamsAction", "TeamsChannel", "TeamsSettings", "approval_card",
+                "digest_card", "mount_teams", "parse_action", "request_id_of"]  # fmt: skip
     assert expected == sorted(teams.__all__)
 
 
