@@ -535,7 +535,7 @@ def compile_config(config: PolicyConfig, doc: SourceDoc) -> Compiled:
             destination=dest,
             escalation=steps,
             escalation_name=chain_name,
-            notify=notifiers(fields.notify, (*loc, "notify")) if fields.notify is not None else None,
+            notify=None if fields.notify is None else notifiers(fields.notify, (*loc, "notify")),
             escalate_to=esc_to,
             on_timeout=on_timeout,
             digest=fields.digest,

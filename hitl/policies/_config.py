@@ -12,8 +12,8 @@ Shorthands a person writes by hand are accepted and normalised here:
 - notifier targets beside (or instead of) a chat destination: ``"sms:oncall:managers"``,
   ``"email:bob"``, ``"pagerduty:ops"``, ``"jira:OPS"`` (a destination may be a list, or several
   targets separated by commas: ``"channel:#ops, jira:OPS"``);
-- escalation steps: ``"10m -> oncall:secondary"``, ``"20m -> oncall:managers, sms:oncall:managers"``,
-  ``"60m -> timeout"`` or the mapping form;
+- escalation steps: ``"10m -> oncall:secondary"``, ``"60m -> timeout"``,
+  ``"20m -> oncall:managers, sms:oncall:managers"`` or the mapping form;
 - tools: ``stop_instance: low`` or ``stop_instance: {risk: low, description: ...}``;
 - roles: ``standard: "Level 1 ..."`` or ``manager: {description: ..., includes: [standard]}``.
 """
@@ -326,7 +326,8 @@ class RouteFields(_Model):
         if isinstance(value, dict) and value.get("destination") is not None:
             chat, others = split_targets(value["destination"])
             if others:
-                value = {**value, "destination": chat, "notify": [*(value.get("notify") or []), *others]}
+                also = [*(value.get("notify") or []), *others]
+                value = {**value, "destination": chat, "notify": also}
         return value
 
     @field_validator("roles", "distinct_roles")
