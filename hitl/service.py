@@ -372,10 +372,12 @@ class Service:
                 signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload_policy)
             )
         from hitl.bot.api import mount_api
+        from hitl.bot.notify.mount import mount_notifiers
         from hitl.bot.slack import mount_slack
 
         self.api = mount_api(self)  # /api/v1: the CLI's and scripts' way to decide
         self.slack = mount_slack(self)  # None without SLACK_* settings
+        self.outbox = mount_notifiers(self)  # None without email/SMS/PagerDuty/Jira settings
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
