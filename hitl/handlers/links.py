@@ -192,8 +192,8 @@ class Links:
         if self.directory is not None:
             entry = self.directory.reviewer(claims.sub)
             if entry is None:
-                self._refuse(claims, "not_in_directory",
-                             f"{claims.sub} is no longer in the reviewer directory", "view")  # fmt: skip
+                gone = f"{claims.sub} is no longer in the reviewer directory"
+                self._refuse(claims, "not_in_directory", gone, "view")
             name = entry.display_name
         return Reviewer(user_id=claims.sub, display_name=name, channel=claims.via)
 

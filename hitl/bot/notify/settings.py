@@ -14,10 +14,10 @@ the policy file, which only names targets (``sms:oncall:managers``, ``pagerduty:
 | ``HITL_SMTP_USER`` / ``_PASSWORD`` | SMTP login (optional) |
 | ``HITL_SMTP_TLS`` | ``starttls`` (default), ``tls`` (implicit, port 465) or ``none`` |
 | ``HITL_SMTP_FROM`` | the From address |
-| ``TWILIO_ACCOUNT_SID`` / ``TWILIO_AUTH_TOKEN`` | Twilio credentials (the token also signs callbacks) |
+| ``TWILIO_ACCOUNT_SID`` / ``TWILIO_AUTH_TOKEN`` | Twilio credentials (the token signs callbacks) |
 | ``HITL_TWILIO_FROM`` | the sending number (E.164) |
 | ``HITL_TWILIO_API_URL`` | default ``https://api.twilio.com``: proxies and tests |
-| ``HITL_PAGERDUTY_ROUTING_KEYS`` | ``ops=R0UTINGKEY,db=...``: the Events API v2 key per service name |
+| ``HITL_PAGERDUTY_ROUTING_KEYS`` | ``ops=KEY,db=KEY``: an Events API v2 key per service |
 | ``HITL_PAGERDUTY_EVENTS_URL`` | default ``https://events.pagerduty.com/v2/enqueue`` |
 | ``HITL_JIRA_URL`` | ``https://acme.atlassian.net`` |
 | ``HITL_JIRA_USER`` / ``HITL_JIRA_TOKEN`` | Jira Cloud basic auth: account email and API token |
