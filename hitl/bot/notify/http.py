@@ -3,6 +3,7 @@ and the retry rule (5xx, 429 and network failures are worth retrying; other 4xx 
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -10,21 +11,29 @@ import aiohttp
 
 from .base import NotifyError
 
-__all__ = ["JsonClient"]
+__all__ = ["JsonClient", "basic_auth"]
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The ``Authorization`` header of HTTP basic auth."""
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {raw}"}
 
 
 class JsonClient:
     """An aiohttp session for one provider, opened by :meth:`start`."""
 
-    def __init__(self, provider: str, timeout_s: float, auth: aiohttp.BasicAuth | None = None):
+    def __init__(
+        self, provider: str, timeout_s: float, headers: dict[str, str] | None = None
+    ) -> None:
         self.provider = provider
         self.timeout_s = timeout_s
-        self.auth = auth
+        self.headers = headers or {}
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
-        self._session = aiohttp.ClientSession(timeout=timeout, auth=self.auth)
+        self._session = aiohttp.ClientSession(timeout=timeout, headers=self.headers)
 
     async def stop(self) -> None:
         if self._session is not None:

@@ -22,14 +22,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import aiohttp
-
 from hitl.bot.cards import card_view, format_value, param_changes
 from hitl.models import RequestRecord
 from hitl.queue.deliveries import Delivery
 
 from .base import Message, NotifyError, Sent
-from .http import JsonClient
+from .http import JsonClient, basic_auth
 from .settings import NotifySettings
 
 __all__ = ["CONTEXT_KEY", "JiraNotifier", "adf"]
@@ -90,8 +88,8 @@ class JiraNotifier:
 
     def __init__(self, settings: NotifySettings) -> None:
         self.settings = settings
-        auth = aiohttp.BasicAuth(settings.jira_user, settings.jira_token)
-        self.client = JsonClient("Jira", settings.timeout_s, auth=auth)
+        auth = basic_auth(settings.jira_user, settings.jira_token)
+        self.client = JsonClient("Jira", settings.timeout_s, headers=auth)
         self.api = settings.jira_url + "/rest/api/3"
 
     async def start(self) -> None:

@@ -26,6 +26,7 @@ from hitl.models import RequestRecord
 from hitl.queue.deliveries import Delivery
 
 from .base import Message, NotifyError, Sent
+from .http import basic_auth
 from .settings import NotifySettings
 
 __all__ = ["STATUS_PATH", "SmsNotifier", "render_sms", "twilio_signature"]
@@ -89,9 +90,9 @@ class SmsNotifier:
             "Body": render_sms(message),
             "StatusCallback": self.status_url,
         }
-        auth = aiohttp.BasicAuth(s.twilio_sid, s.twilio_token)
+        auth = basic_auth(s.twilio_sid, s.twilio_token)
         try:
-            async with self._session.post(url, data=form, auth=auth) as response:
+            async with self._session.post(url, data=form, headers=auth) as response:
                 body = await response.json(content_type=None)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

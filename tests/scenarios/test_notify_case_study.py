@@ -1,0 +1,238 @@
+"""The article's case study ("Enterprise IT Operations Agent") with notifiers, end to end.
+
+The on-call engineer gets the card in chat and a Jira ticket is opened; nobody answers for 10
+minutes (the secondary is told), nor for 20 (the engineering manager gets an SMS and a PagerDuty
+incident). The manager approves through the SMS link's confirmation page; the incident is
+resolved, the ticket gets the decision as a comment and a transition, and the waiting agent
+gets the approval. The clock is a ManualClock, the scheduler's jobs run in rq's burst worker,
+the service's HTTP app serves the confirmation page, and Twilio, PagerDuty, Jira and SMTP are
+local stand-ins.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import re
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+import pytest
+import redis
+
+from hitl.bot.notify.mount import mount_notifiers
+from hitl.bot.notify.outbox import Outbox
+from hitl.bot.notify.sms import STATUS_PATH, twilio_signature
+from hitl.cli import main
+from hitl.client import Client
+from hitl.config import Settings
+from hitl.models import State
+from hitl.policies import Policy, parse_policy
+from hitl.queue.deliveries import Deliveries
+from hitl.queue.jobs import JobContext, use_context
+from hitl.queue.scheduler import ManualClock, SchedulerConfig
+from hitl.queue.store import Store
+from hitl.service import Service
+from tests.api_server import ApiServer
+from tests.bot.notify.standins import TOKEN, Providers
+from tests.bot.test_dispatch import Recorder
+from tests.scenarios.helpers import audit_entries, drain, run_in_thread, wait_until
+from tests.scenarios.test_escalation import BurstWorker
+
+NIGHT = datetime.datetime(2030, 1, 5, 2, 0, tzinfo=datetime.UTC).timestamp()
+
+POLICY = """
+roles: {engineer: "", engineering_manager: ""}
+reviewers:
+  - {id: alice, display_name: Alice Adams, slack_id: U0ALICE, roles: [engineer]}
+  - {id: erin, display_name: Erin Evans, slack_id: U0ERIN, phone: "+15550000001",
+     email: erin@example.com, roles: [engineer]}
+  - {id: dave, display_name: Dave Davis, slack_id: U0DAVE, roles: [engineer]}
+  - {id: bob, display_name: Bob Brown, slack_id: U0BOB, phone: "+15550000002",
+     email: bob@example.com, roles: [engineering_manager]}
+schedules:
+  primary: {members: [erin]}
+  secondary: {members: [dave]}
+  managers: {members: [bob]}
+tools: {stop_instance: high}
+rules:
+  - name: production-changes
+    action: stop_instance
+    roles: [engineering_manager, engineer]
+    destination: [oncall:primary, jira:OPS]
+    escalation:
+      - 10m -> oncall:secondary
+      - 20m -> oncall:managers, sms:oncall:managers, pagerduty:ops
+      - 60m -> timeout
+"""
+
+
+@dataclass
+class Rig:
+    service: Service
+    api: ApiServer
+    providers: Providers
+    slack: Recorder
+    ctx: JobContext
+    clock: ManualClock
+    outbox: Outbox
+
+    @property
+    def store(self) -> Store:
+        return self.service.store
+
+    def run_due(self, at_minutes: float) -> None:
+        self.clock.now = NIGHT + at_minutes * 60
+        self.ctx.scheduler.enqueue_due()
+        BurstWorker([self.ctx.scheduler.queue], connection=self.ctx.scheduler.connection).work(
+            burst=True
+        )
+
+    def page(self, method: str, url: str, form: dict[str, str] | None = None) -> tuple[int, str]:
+        """``(status, HTML)`` of a GET or a form POST to the service."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.api.port, timeout=30)
+        body = urlencode(form).encode() if form is not None else None
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+        try:
+            conn.request(method, urlparse(url).path, body=body, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def submit(self, client: Client, **context: str) -> str:
+        rid = client.submit(
+            "stop_instance",
+            {"instance_id": "i-0prod7", "environment": "production"},
+            summary="Stop production instance i-0prod7",
+            reasoning="The instance is stuck in a crash loop and costs money.",
+            requested_by="alice",
+            context=dict(context),
+        )
+        drain(self.service.consumers[0])
+        return rid
+
+
+def policy_file(tmp_path: Path) -> Policy:
+    path = tmp_path / "policy.yaml"
+    path.write_text(textwrap.dedent(POLICY))
+    return parse_policy(path.read_text(), source=str(path))
+
+
+@pytest.fixture
+def rig(settings: Settings, r: redis.Redis, tmp_path: Path) -> Iterator[Rig]:
+    clock = ManualClock(NIGHT)
+    store = Store(r, signer=settings.signing_keys(), clock=clock)
+    service = Service(settings, store=store, authority=policy_file(tmp_path))
+    service.consumers[0].ensure_group()
+    slack = Recorder("slack")
+    service.add_channel(slack)
+    api = ApiServer(service)
+    with Providers() as providers:
+        outbox = mount_notifiers(service, providers.settings(api.url))
+        assert outbox is not None
+        ctx = JobContext.build(store, SchedulerConfig())
+        with use_context(ctx), api:
+            yield Rig(service, api, providers, slack, ctx, clock, outbox)
+        ctx.scheduler.connection.close()
+        service.consumers[0].close()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Client]:
+    with Client(settings=settings, agent_id="it-ops-agent") as c:
+        yield c
+
+
+def sms_link(body: str) -> str:
+    found = re.search(r"(http://\S+/api/v1/links/\S+)", body)
+    assert found is not None, body
+    return found.group(1)
+
+
+def test_case_study_chain_ends_with_an_sms_approval(
+    env: None, rig: Rig, client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Slack silent 10 and 20 minutes; the manager's SMS and page; approval via the SMS link."""
+    p = rig.providers
+    rid = rig.submit(client)
+    wait_until(lambda: rig.slack.posts, what="the card in chat")
+    assert ("erin",) == rig.slack.posts[0][1].people
+    issue = wait_until(lambda: list(p.issues), what="the Jira issue")[0]
+    assert issue.startswith("OPS-") and "Approval: Stop production" in p.issues[issue]["summary"]
+
+    rig.run_due(10)
+    wait_until(lambda: len(rig.slack.posts) == 2, what="the secondary's card")
+    assert ("dave",) == rig.slack.posts[1][1].people
+    assert [] == p.sms and [] == p.events, "nobody is texted or paged at level 1"
+
+    rig.run_due(20)
+    text = wait_until(lambda: p.sms, what="the manager's SMS")[0]
+    event = wait_until(lambda: p.events, what="the PagerDuty incident")[0]
+    assert "+15550000002" == text["To"] and "Risk: high" in text["Body"]
+    assert text["StatusCallback"] == rig.api.url + STATUS_PATH
+    assert ("trigger", f"hitl-{rid}") == (event["event_action"], event["dedup_key"])
+
+    # Twilio reports delivery, signed; a forged report changes nothing
+    sid = wait_until(
+        lambda: [d.ref for d in Deliveries(rig.store).list(rid) if d.kind == "sms" and d.ref],
+        what="the SMS delivery recorded",
+    )[0]
+    params = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": "AC1"}
+    good = twilio_signature(TOKEN, rig.api.url + STATUS_PATH, params)
+    status, _, _ = rig.api.call("POST", "/notify/twilio/status", raw=urlencode(params).encode(),
+                                headers={"Content-Type": "application/x-www-form-urlencoded",
+                                         "X-Twilio-Signature": "forged"})  # fmt: skip
+    assert 403 == status
+    status = post_callback(rig, params, good)
+    assert 204 == status
+
+    link = sms_link(text["Body"])
+    with run_in_thread(lambda: client.wait(rid, timeout=30)) as agent:
+        status, html = rig.page("GET", link)
+        assert 200 == status and "Bob Brown" in html and "Confirm: approve" in html
+        assert State.PENDING == rig.store.get(rid).state, "a GET decided"
+        status, html = rig.page(
+            "POST", link, {"confirm": "yes", "outcome": "approve", "reason": "checked the loop"}
+        )
+        assert 200 == status, html
+    decision = agent.value
+    assert decision.approved and ["bob"] == [r.user_id for r in decision.reviewers]
+    assert "sms" == decision.reviewers[0].channel
+
+    resolve = wait_until(lambda: p.events[1:], what="the incident resolved")[0]
+    assert ("resolve", f"hitl-{rid}") == (resolve["event_action"], resolve["dedup_key"])
+    comment = wait_until(lambda: p.comments.get(issue), what="the decision comment")[0]
+    words = str(comment)
+    assert "Outcome: approved" in words and "Bob Brown (bob, via sms)" in words
+    assert "Reason: checked the loop" in words
+    assert ["31"] == wait_until(lambda: p.transitions.get(issue), what="the transition")
+    assert [] == p.refused
+
+    kinds = [e["kind"] for e in audit_entries(rig.store.redis) if e["request_id"] == rid]
+    assert {"link_viewed", "link_used", "approved"} <= set(kinds)
+    wait_until(
+        lambda: len([d for d in Deliveries(rig.store).list(rid) if d.what == "decision"]) == 2,
+        what="both follow-ups recorded",
+    )
+    assert 0 == main(["show", rid])
+    shown = capsys.readouterr().out
+    assert "sms:oncall:managers -> bob <+15550000002>" in shown and "delivered" in shown
+    assert "pagerduty:ops -> ops" in shown and "resolved" in shown
+    assert f"jira:OPS -> OPS <{issue}>" in shown
+
+
+def post_callback(rig: Rig, params: dict[str, str], signature: str) -> int:
+    status, _, _ = rig.api.call(
+        "POST",
+        "/notify/twilio/status",
+        raw=urlencode(params).encode(),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": signature,
+        },
+    )
+    return status
