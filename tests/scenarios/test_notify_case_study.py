@@ -11,8 +11,10 @@ local stand-ins.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.client
+import json
 import re
 import textwrap
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from hitl.bot.notify.outbox import Outbox
 from hitl.bot.notify.sms import STATUS_PATH, twilio_signature
 from hitl.cli import main
 from hitl.client import Client
+from hitl.handlers.links import LINK_PREFIX, issue_link
 from hitl.config import Settings
 from hitl.models import State
 from hitl.policies import Policy, parse_policy
@@ -236,3 +239,60 @@ def post_callback(rig: Rig, params: dict[str, str], signature: str) -> int:
         },
     )
     return status
+
+
+def tamper(link: str, **changes: str) -> str:
+    """The link with its payload edited (the signature kept): what a forger would send."""
+    base, _, token = link.rpartition("/")
+    body, _, sig = token[len(LINK_PREFIX) :].partition(".")
+    data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    data.update(changes)
+    raw = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    edited = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return f"{base}/{LINK_PREFIX}{edited}.{sig}"
+
+
+def test_misused_links_change_nothing_and_are_audited(rig: Rig, client: Client) -> None:
+    """A GET, an unconfirmed POST, an expired link, a forged one, the requester's own link and
+    a second use of a used link decide nothing; each is audited."""
+    p = rig.providers
+    rid = rig.submit(client)
+    rig.run_due(20)
+    link = sms_link(wait_until(lambda: p.sms, what="the manager's SMS")[0]["Body"])
+    ring = rig.service.keyring
+    base = link.rpartition("/")[0]
+
+    def refusals() -> list[str]:
+        return [
+            e["details"]["reason"]
+            for e in audit_entries(rig.store.redis)
+            if e["kind"] == "link_refused"
+        ]
+
+    assert 200 == rig.page("GET", link)[0]
+    status, html = rig.page("POST", link, {"outcome": "approve"})  # no confirm=yes
+    assert 400 == status and "not confirmed" in html
+    expired = issue_link(ring, request_id=rid, reviewer_id="bob", act="any", via="sms",
+                         expires_at=rig.clock() - 1)  # fmt: skip
+    confirm = {"confirm": "yes", "outcome": "approve", "reason": "ok"}
+    assert 403 == rig.page("POST", f"{base}/{expired}", confirm)[0]
+    forged = tamper(link, sub="dave")
+    assert 403 == rig.page("POST", forged, confirm)[0]
+    own = issue_link(ring, request_id=rid, reviewer_id="alice", act="any", via="email",
+                     expires_at=rig.clock() + 600)  # fmt: skip
+    status, html = rig.page("POST", f"{base}/{own}", confirm)
+    assert 403 == status and "no self-approval" in html
+    assert State.PENDING == rig.store.get(rid).state, "a misused link decided"
+    assert ["expired", "bad_signature"] == refusals()
+    refused = [e for e in audit_entries(rig.store.redis) if e["kind"] == "refused"]
+    assert ["alice"] == [e["actor"] for e in refused]
+    assert 1 == len([e for e in audit_entries(rig.store.redis) if e["kind"] == "link_viewed"])
+
+    assert 200 == rig.page("POST", link, confirm)[0]
+    assert State.APPROVED == rig.store.get(rid).state
+    status, html = rig.page("POST", link, confirm)
+    assert 403 == status and "already used" in html
+    assert 403 == rig.page("GET", link)[0]
+    assert ["expired", "bad_signature", "used", "used"] == refusals()
+    decided = rig.store.get(rid).decision
+    assert decided is not None and ["bob"] == [r.user_id for r in decided.reviewers]
