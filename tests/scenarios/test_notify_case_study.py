@@ -60,8 +60,13 @@ schedules:
   primary: {members: [erin]}
   secondary: {members: [dave]}
   managers: {members: [bob]}
-tools: {stop_instance: high}
+tools: {stop_instance: high, restart_service: high}
 rules:
+  - name: restarts
+    action: restart_service
+    roles: [engineering_manager]
+    destination: [oncall:primary, sms:user:bob]
+    escalation: ["10m -> email:bob", 60m -> timeout]
   - name: production-changes
     action: stop_instance
     roles: [engineering_manager, engineer]
@@ -106,9 +111,9 @@ class Rig:
         finally:
             conn.close()
 
-    def submit(self, client: Client, **context: str) -> str:
+    def submit(self, client: Client, action: str = "stop_instance", **context: str) -> str:
         rid = client.submit(
-            "stop_instance",
+            action,
             {"instance_id": "i-0prod7", "environment": "production"},
             summary="Stop production instance i-0prod7",
             reasoning="The instance is stuck in a crash loop and costs money.",
@@ -296,3 +301,46 @@ def test_misused_links_change_nothing_and_are_audited(rig: Rig, client: Client) 
     assert ["expired", "bad_signature", "used", "used"] == refusals()
     decided = rig.store.get(rid).decision
     assert decided is not None and ["bob"] == [r.user_id for r in decided.reviewers]
+
+
+def test_a_failed_sms_falls_back_to_email_and_its_reject_link_decides(
+    rig: Rig, client: Client
+) -> None:
+    """Twilio fails every try: the failure is recorded and audited, the next target of the chain
+    (email to bob) is told at once, and bob rejects through the email's Reject link."""
+    p = rig.providers
+    p.fail_sms = 99
+    rid = rig.submit(client, action="restart_service")
+    mail = wait_until(lambda: p.mailbox.messages, what="the fallback email")[0]
+    assert "bob@example.com" == mail["X-Envelope-To"]
+    assert (
+        mail["Subject"].startswith("[hitl] Approval needed: ") and "(high risk)" in mail["Subject"]
+    )
+    text, html = (part.get_payload(decode=True).decode() for part in mail.get_payload())
+    assert "fallback for sms:user:bob" in text and "Parameter instance_id: i-0prod7" in text
+    assert "<table>" in html and ">Reject</a>" in html
+    sms = [d for d in Deliveries(rig.store).list(rid) if d.kind == "sms"]
+    assert [("failed", 3)] == [(d.status, d.attempts) for d in sms]
+    events = [e for e in audit_entries(rig.store.redis) if e["request_id"] == rid]
+    failed = next(e for e in events if e["kind"] == "notification_failed")
+    assert ("sms:user:bob", "bob") == (failed["details"]["target"], failed["details"]["to"])
+    fallback = next(e for e in events if e["kind"] == "notification_fallback")
+    assert "email:user:bob" == fallback["details"]["next"]
+
+    reject = re.search(r"Reject: (\S+)", text)
+    assert reject is not None
+    status, page = rig.page("GET", reject.group(1))
+    assert 200 == status and "Confirm: reject" in page and "Confirm: approve" not in page
+    status, page = rig.page(
+        "POST", reject.group(1), {"confirm": "yes", "outcome": "approve", "reason": "x"}
+    )
+    assert 403 == status and State.PENDING == rig.store.get(rid).state
+    status, page = rig.page("POST", reject.group(1), {"confirm": "yes", "outcome": "reject"})
+    assert 400 == status and "needs a reason" in page
+    status, page = rig.page(
+        "POST", reject.group(1), {"confirm": "yes", "outcome": "reject", "reason": "not at 2am"}
+    )
+    assert 200 == status, page
+    decision = rig.store.get(rid).decision
+    assert decision is not None and "rejected" == decision.outcome.value
+    assert ("bob", "email") == (decision.reviewers[0].user_id, decision.reviewers[0].channel)
