@@ -30,8 +30,8 @@ from hitl.bot.notify.outbox import Outbox
 from hitl.bot.notify.sms import STATUS_PATH, twilio_signature
 from hitl.cli import main
 from hitl.client import Client
-from hitl.handlers.links import LINK_PREFIX, issue_link
 from hitl.config import Settings
+from hitl.handlers.links import LINK_PREFIX, issue_link
 from hitl.models import State
 from hitl.policies import Policy, parse_policy
 from hitl.queue.deliveries import Deliveries
