@@ -12,141 +12,30 @@ local stand-ins.
 from __future__ import annotations
 
 import base64
-import datetime
-import http.client
 import json
 import re
-import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlencode
 
 import pytest
 import redis
 
-from hitl.bot.notify.mount import mount_notifiers
-from hitl.bot.notify.outbox import Outbox
 from hitl.bot.notify.sms import STATUS_PATH, twilio_signature
 from hitl.cli import main
 from hitl.client import Client
 from hitl.config import Settings
 from hitl.handlers.links import LINK_PREFIX, issue_link
 from hitl.models import State
-from hitl.policies import Policy, parse_policy
 from hitl.queue.deliveries import Deliveries
-from hitl.queue.jobs import JobContext, use_context
-from hitl.queue.scheduler import ManualClock, SchedulerConfig
-from hitl.queue.store import Store
-from hitl.service import Service
-from tests.api_server import ApiServer
-from tests.bot.notify.standins import TOKEN, Providers
-from tests.bot.test_dispatch import Recorder
-from tests.scenarios.helpers import audit_entries, drain, run_in_thread, wait_until
-from tests.scenarios.test_escalation import BurstWorker
-
-NIGHT = datetime.datetime(2030, 1, 5, 2, 0, tzinfo=datetime.UTC).timestamp()
-
-POLICY = """
-roles: {engineer: "", engineering_manager: ""}
-reviewers:
-  - {id: alice, display_name: Alice Adams, slack_id: U0ALICE, roles: [engineer]}
-  - {id: erin, display_name: Erin Evans, slack_id: U0ERIN, phone: "+15550000001",
-     email: erin@example.com, roles: [engineer]}
-  - {id: dave, display_name: Dave Davis, slack_id: U0DAVE, roles: [engineer]}
-  - {id: bob, display_name: Bob Brown, slack_id: U0BOB, phone: "+15550000002",
-     email: bob@example.com, roles: [engineering_manager]}
-schedules:
-  primary: {members: [erin]}
-  secondary: {members: [dave]}
-  managers: {members: [bob]}
-tools: {stop_instance: high, restart_service: high}
-rules:
-  - name: restarts
-    action: restart_service
-    roles: [engineering_manager]
-    destination: [oncall:primary, sms:user:bob]
-    escalation: ["10m -> email:bob", 60m -> timeout]
-  - name: production-changes
-    action: stop_instance
-    roles: [engineering_manager, engineer]
-    destination: [oncall:primary, jira:OPS]
-    escalation:
-      - 10m -> oncall:secondary
-      - 20m -> oncall:managers, sms:oncall:managers, pagerduty:ops
-      - 60m -> timeout
-"""
-
-
-@dataclass
-class Rig:
-    service: Service
-    api: ApiServer
-    providers: Providers
-    slack: Recorder
-    ctx: JobContext
-    clock: ManualClock
-    outbox: Outbox
-
-    @property
-    def store(self) -> Store:
-        return self.service.store
-
-    def run_due(self, at_minutes: float) -> None:
-        self.clock.now = NIGHT + at_minutes * 60
-        self.ctx.scheduler.enqueue_due()
-        BurstWorker([self.ctx.scheduler.queue], connection=self.ctx.scheduler.connection).work(
-            burst=True
-        )
-
-    def page(self, method: str, url: str, form: dict[str, str] | None = None) -> tuple[int, str]:
-        """``(status, HTML)`` of a GET or a form POST to the service."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.api.port, timeout=30)
-        body = urlencode(form).encode() if form is not None else None
-        headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
-        try:
-            conn.request(method, urlparse(url).path, body=body, headers=headers)
-            response = conn.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            conn.close()
-
-    def submit(self, client: Client, action: str = "stop_instance", **context: str) -> str:
-        rid = client.submit(
-            action,
-            {"instance_id": "i-0prod7", "environment": "production"},
-            summary="Stop production instance i-0prod7",
-            reasoning="The instance is stuck in a crash loop and costs money.",
-            requested_by="alice",
-            context=dict(context),
-        )
-        drain(self.service.consumers[0])
-        return rid
-
-
-def policy_file(tmp_path: Path) -> Policy:
-    path = tmp_path / "policy.yaml"
-    path.write_text(textwrap.dedent(POLICY))
-    return parse_policy(path.read_text(), source=str(path))
+from tests.bot.notify.rig import Rig, notify_rig
+from tests.bot.notify.standins import TOKEN
+from tests.scenarios.helpers import audit_entries, run_in_thread, wait_until
 
 
 @pytest.fixture
-def rig(settings: Settings, r: redis.Redis, tmp_path: Path) -> Iterator[Rig]:
-    clock = ManualClock(NIGHT)
-    store = Store(r, signer=settings.signing_keys(), clock=clock)
-    service = Service(settings, store=store, authority=policy_file(tmp_path))
-    service.consumers[0].ensure_group()
-    slack = Recorder("slack")
-    service.add_channel(slack)
-    api = ApiServer(service)
-    with Providers() as providers:
-        outbox = mount_notifiers(service, providers.settings(api.url))
-        assert outbox is not None
-        ctx = JobContext.build(store, SchedulerConfig())
-        with use_context(ctx), api:
-            yield Rig(service, api, providers, slack, ctx, clock, outbox)
-        ctx.scheduler.connection.close()
-        service.consumers[0].close()
+def rig(settings: Settings, r: redis.Redis) -> Iterator[Rig]:
+    with notify_rig(settings, r) as running:
+        yield running
 
 
 @pytest.fixture
@@ -310,7 +199,7 @@ def test_a_failed_sms_falls_back_to_email_and_its_reject_link_decides(
     (email to bob) is told at once, and bob rejects through the email's Reject link."""
     p = rig.providers
     p.fail_sms = 99
-    rid = rig.submit(client, action="restart_service")
+    rid = rig.submit(client, "restart_service")
     mail = wait_until(lambda: p.mailbox.messages, what="the fallback email")[0]
     assert "bob@example.com" == mail["X-Envelope-To"]
     assert (
