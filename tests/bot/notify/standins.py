@@ -72,6 +72,9 @@ class Providers:
         self.refused: list[str] = []
         self.fail_sms = 0
         self.fail_events = 0
+        self.holding = False
+        """While true, the Messages endpoint does not answer (a provider that hangs)."""
+        self.held = 0
         self._sids = itertools.count(1)
         self._issues = itertools.count(1)
         self.mailbox = _Mailbox()
@@ -116,6 +119,10 @@ class Providers:
             self.refused.append("twilio content type")
             return web.json_response({"code": 21609, "message": "form needed"}, status=400)
         form = {k: str(v) for k, v in (await request.post()).items()}
+        if self.holding:
+            self.held += 1
+            while self.holding:
+                await asyncio.sleep(0.01)
         if not form.get("To", "").startswith("+") or form.get("From") != FROM:
             self.refused.append("twilio To/From")
             return web.json_response({"code": 21211, "message": "Invalid 'To'"}, status=400)
