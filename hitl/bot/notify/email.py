@@ -127,6 +127,7 @@ class EmailNotifier:
                 password=s.smtp_password or None,
                 use_tls=s.smtp_tls == "tls",
                 start_tls=s.smtp_tls == "starttls",
+                cert_bundle=s.smtp_ca_file or None,
                 timeout=s.timeout_s,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -14,6 +14,7 @@ the policy file, which only names targets (``sms:oncall:managers``, ``pagerduty:
 | ``HITL_SMTP_USER`` / ``_PASSWORD`` | SMTP login (optional) |
 | ``HITL_SMTP_TLS`` | ``starttls`` (default), ``tls`` (implicit, port 465) or ``none`` |
 | ``HITL_SMTP_FROM`` | the From address |
+| ``HITL_SMTP_CA_FILE`` | CA bundle that signs the SMTP server's certificate (default: the system's) |
 | ``TWILIO_ACCOUNT_SID`` / ``TWILIO_AUTH_TOKEN`` | Twilio credentials (the token signs callbacks) |
 | ``HITL_TWILIO_FROM`` | the sending number (E.164) |
 | ``HITL_TWILIO_API_URL`` | default ``https://api.twilio.com``: proxies and tests |
@@ -50,6 +51,7 @@ class NotifySettings(BaseModel):
     smtp_password: str = ""
     smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
     smtp_from: str = ""
+    smtp_ca_file: str = ""
     twilio_sid: str = ""
     twilio_token: str = ""
     twilio_from: str = ""
@@ -104,6 +106,7 @@ class NotifySettings(BaseModel):
             "smtp_password": "HITL_SMTP_PASSWORD",
             "smtp_tls": "HITL_SMTP_TLS",
             "smtp_from": "HITL_SMTP_FROM",
+            "smtp_ca_file": "HITL_SMTP_CA_FILE",
             "twilio_sid": "TWILIO_ACCOUNT_SID",
             "twilio_token": "TWILIO_AUTH_TOKEN",
             "twilio_from": "HITL_TWILIO_FROM",
