@@ -14,7 +14,7 @@ the policy file, which only names targets (``sms:oncall:managers``, ``pagerduty:
 | ``HITL_SMTP_USER`` / ``_PASSWORD`` | SMTP login (optional) |
 | ``HITL_SMTP_TLS`` | ``starttls`` (default), ``tls`` (implicit, port 465) or ``none`` |
 | ``HITL_SMTP_FROM`` | the From address |
-| ``HITL_SMTP_CA_FILE`` | CA bundle that signs the SMTP server's certificate (default: the system's) |
+| ``HITL_SMTP_CA_FILE`` | the CA bundle of the SMTP server's certificate (default: system) |
 | ``TWILIO_ACCOUNT_SID`` / ``TWILIO_AUTH_TOKEN`` | Twilio credentials (the token signs callbacks) |
 | ``HITL_TWILIO_FROM`` | the sending number (E.164) |
 | ``HITL_TWILIO_API_URL`` | default ``https://api.twilio.com``: proxies and tests |
