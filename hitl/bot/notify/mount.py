@@ -6,7 +6,8 @@
 
 It builds a notifier for each provider the settings configure, hands the outbox to the service's
 dispatcher (which starts and stops it with the aiohttp app) and, with SMS, adds Twilio's status
-callback route.
+callback route. With a PagerDuty REST key and schedule map, who is on call comes from PagerDuty
+(:class:`~hitl.bot.notify.oncall.PagerDutyOncall`) for the cards and the notifiers alike.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from .outbox import Outbox
+from aiohttp import web
+
+from .oncall import PagerDutyOncall
+from .outbox import Contacts, Outbox
 from .settings import NotifySettings
 from .web import mount_twilio
 
@@ -31,13 +35,26 @@ def mount_notifiers(service: Service, settings: NotifySettings | None = None) ->
     from . import build_notifiers
 
     settings = settings or NotifySettings.from_env()
+    people: object = service.authority
+    if settings.pagerduty_oncall_enabled and isinstance(people, Contacts):
+        oncall = PagerDutyOncall(settings, people)
+        service.dispatcher.people = people = oncall
+
+        async def start(_: web.Application) -> None:
+            await oncall.start()
+
+        async def stop(_: web.Application) -> None:
+            await oncall.stop()
+
+        service.app.on_startup.insert(0, start)  # before the dispatcher posts anything
+        service.app.on_cleanup.append(stop)
     notifiers = build_notifiers(settings)
     if not notifiers:
         return None
     outbox = Outbox(
         service.store,
         notifiers,
-        people=service.authority,
+        people=people,
         settings=settings,
         keyring=service.keyring,
     )

@@ -38,7 +38,7 @@ from hitl.queue.store import Store
 from .base import Contact, Message, Notifier, NotifyError, Sent
 from .settings import NotifySettings
 
-__all__ = ["ACTOR", "LINK_PATH", "Outbox", "chain_targets"]
+__all__ = ["ACTOR", "LINK_PATH", "Contacts", "Outbox", "Person", "chain_targets"]
 
 log = logging.getLogger("hitl.notify")
 
@@ -48,7 +48,9 @@ MAX_BACKOFF_S = 300.0
 _FOLLOW_UP = ("pagerduty", "jira")
 
 
-class _Entry(Protocol):
+class Person(Protocol):
+    """A reviewer as the directory knows them (:class:`hitl.policies.DirectoryEntry` is one)."""
+
     @property
     def id(self) -> str: ...
     @property
@@ -67,7 +69,7 @@ class Contacts(Protocol):
 
     def same_person(self, a: str, b: str) -> bool: ...
 
-    def reviewer(self, user_id: str) -> _Entry | None: ...
+    def reviewer(self, user_id: str) -> Person | None: ...
 
 
 def chain_targets(record: RequestRecord) -> list[tuple[int, NotifyTarget]]:

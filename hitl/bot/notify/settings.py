@@ -20,6 +20,9 @@ the policy file, which only names targets (``sms:oncall:managers``, ``pagerduty:
 | ``HITL_TWILIO_API_URL`` | default ``https://api.twilio.com``: proxies and tests |
 | ``HITL_PAGERDUTY_ROUTING_KEYS`` | ``ops=KEY,db=KEY``: an Events API v2 key per service |
 | ``HITL_PAGERDUTY_EVENTS_URL`` | default ``https://events.pagerduty.com/v2/enqueue`` |
+| ``HITL_PAGERDUTY_API_TOKEN`` | a REST API key: who is on call comes from PagerDuty |
+| ``HITL_PAGERDUTY_SCHEDULES`` | ``managers=PSCHED1``: policy schedule -> PagerDuty schedule id |
+| ``HITL_PAGERDUTY_API_URL`` | default ``https://api.pagerduty.com`` |
 | ``HITL_JIRA_URL`` | ``https://acme.atlassian.net`` |
 | ``HITL_JIRA_USER`` / ``HITL_JIRA_TOKEN`` | Jira Cloud basic auth: account email and API token |
 | ``HITL_JIRA_ISSUE_TYPE`` | issue type of opened issues (default ``Task``) |
@@ -58,6 +61,12 @@ class NotifySettings(BaseModel):
     twilio_api_url: str = "https://api.twilio.com"
     pagerduty_routing_keys: dict[str, str] = Field(default_factory=dict)
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    pagerduty_api_token: str = ""
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+    pagerduty_schedules: dict[str, str] = Field(default_factory=dict)
+    """Policy schedule name -> PagerDuty schedule id: who is on call comes from PagerDuty."""
+    oncall_refresh_s: float = Field(default=60.0, gt=0.0)
+    """How often the PagerDuty on-call is read again."""
     jira_url: str = ""
     jira_user: str = ""
     jira_token: str = ""
@@ -71,7 +80,9 @@ class NotifySettings(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0.0)
     """HTTP / SMTP timeout of one call."""
 
-    @field_validator("public_url", "twilio_api_url", "jira_url", "pagerduty_events_url")
+    @field_validator(
+        "public_url", "twilio_api_url", "jira_url", "pagerduty_events_url", "pagerduty_api_url"
+    )
     @classmethod
     def _url(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://")):
@@ -89,6 +100,10 @@ class NotifySettings(BaseModel):
     @property
     def pagerduty_enabled(self) -> bool:
         return bool(self.pagerduty_routing_keys)
+
+    @property
+    def pagerduty_oncall_enabled(self) -> bool:
+        return bool(self.pagerduty_api_token and self.pagerduty_schedules)
 
     @property
     def jira_enabled(self) -> bool:
@@ -112,6 +127,8 @@ class NotifySettings(BaseModel):
             "twilio_from": "HITL_TWILIO_FROM",
             "twilio_api_url": "HITL_TWILIO_API_URL",
             "pagerduty_events_url": "HITL_PAGERDUTY_EVENTS_URL",
+            "pagerduty_api_token": "HITL_PAGERDUTY_API_TOKEN",
+            "pagerduty_api_url": "HITL_PAGERDUTY_API_URL",
             "jira_url": "HITL_JIRA_URL",
             "jira_user": "HITL_JIRA_USER",
             "jira_token": "HITL_JIRA_TOKEN",
@@ -121,6 +138,7 @@ class NotifySettings(BaseModel):
         for field, var in (
             ("pagerduty_routing_keys", "HITL_PAGERDUTY_ROUTING_KEYS"),
             ("jira_transitions", "HITL_JIRA_TRANSITIONS"),
+            ("pagerduty_schedules", "HITL_PAGERDUTY_SCHEDULES"),
         ):
             if text := env.get(var):
                 values[field] = _pairs(text, var)

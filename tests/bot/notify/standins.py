@@ -29,6 +29,7 @@ TOKEN = "twilio-auth-token"
 ROUTING_KEY = "R0UTING0KEY0000000000000000000001"
 JIRA_USER, JIRA_TOKEN = "bot@example.com", "jira-api-token"
 FROM = "+15550009999"
+PD_API_TOKEN = "pd-rest-api-key"
 
 
 def _basic(request: web.Request) -> tuple[str, str]:
@@ -70,6 +71,8 @@ class Providers:
         self.comments: dict[str, list[dict[str, Any]]] = {}
         self.transitions: dict[str, list[str]] = {}
         self.refused: list[str] = []
+        self.on_call: dict[str, list[dict[str, Any]]] = {}
+        """PagerDuty schedule id -> the users on call (``{"email", "summary", "level"}``)."""
         self.fail_sms = 0
         self.fail_events = 0
         self.holding = False
@@ -99,6 +102,7 @@ class Providers:
             "twilio_api_url": self.url,
             "pagerduty_routing_keys": {"ops": ROUTING_KEY},
             "pagerduty_events_url": self.url + "/v2/enqueue",
+            "pagerduty_api_url": self.url,
             "jira_url": self.url,
             "jira_user": JIRA_USER,
             "jira_token": JIRA_TOKEN,
@@ -162,6 +166,29 @@ class Providers:
             status=202,
         )
 
+    async def _oncalls(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Token token={PD_API_TOKEN}" or (
+            request.headers.get("Accept") != "application/vnd.pagerduty+json;version=2"
+        ):
+            self.refused.append("pagerduty rest auth")
+            return web.json_response({"error": {"message": "Unauthorized", "code": 2006}}, 401)
+        with_users = "users" in request.query.getall("include[]", [])
+        oncalls = []
+        for schedule in request.query.getall("schedule_ids[]", []):
+            for n, user in enumerate(self.on_call.get(schedule, [])):
+                ref: dict[str, Any] = {"id": f"PU{n}", "type": "user_reference",
+                                       "summary": user["summary"]}  # fmt: skip
+                if with_users:
+                    ref = {**ref, "type": "user", "email": user["email"]}
+                oncalls.append(
+                    {
+                        "escalation_level": user.get("level", 1),
+                        "schedule": {"id": schedule, "type": "schedule_reference"},
+                        "user": ref,
+                    }
+                )
+        return web.json_response({"oncalls": oncalls, "limit": 25, "offset": 0, "more": False})
+
     # -- Jira ----------------------------------------------------------------------------------
 
     def _jira_auth(self, request: web.Request) -> bool:
@@ -216,6 +243,7 @@ class Providers:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self._messages)
         app.router.add_post("/v2/enqueue", self._enqueue)
+        app.router.add_get("/oncalls", self._oncalls)
         app.router.add_post("/rest/api/3/issue", self._create_issue)
         app.router.add_post("/rest/api/3/issue/{key}/comment", self._comment)
         app.router.add_route("*", "/rest/api/3/issue/{key}/transitions", self._transitions)

@@ -3,19 +3,21 @@ callbacks, and that no provider ever holds up a card or a decision."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
 import redis
 
+from hitl.bot.notify.oncall import PagerDutyOncall
 from hitl.bot.notify.sms import STATUS_PATH, twilio_signature
 from hitl.client import Client
 from hitl.config import Settings
 from hitl.models import State
 from hitl.queue.deliveries import Deliveries, Delivery
 from tests.bot.notify.rig import Rig, notify_rig
-from tests.bot.notify.standins import TOKEN
+from tests.bot.notify.standins import PD_API_TOKEN, TOKEN
 from tests.scenarios.helpers import audit_entries, wait_until
 
 POLICY = """
@@ -23,17 +25,18 @@ roles: {engineering_manager: ""}
 reviewers:
   - {id: alice, display_name: Alice Adams, slack_id: U0ALICE, phone: "+15550000009",
      roles: [engineering_manager]}
-  - {id: erin, slack_id: U0ERIN, roles: [engineering_manager]}
+  - {id: erin, slack_id: U0ERIN, phone: "+15550000001", roles: [engineering_manager]}
   - {id: bob, display_name: Bob Brown, slack_id: U0BOB, phone: "+15550000002",
      email: bob@example.com, roles: [engineering_manager]}
 schedules:
   primary: {members: [erin]}
-tools: {page_me: high, ticket: high, text_me: high, self_text: high}
+tools: {page_me: high, ticket: high, text_me: high, self_text: high, text_oncall: high}
 rules:
   - {name: pages, action: page_me, destination: [oncall:primary, pagerduty:billing, sms:bob]}
   - {name: tickets, action: ticket, destination: [oncall:primary, jira:OPS]}
   - {name: texts, action: text_me, destination: [oncall:primary, sms:bob, email:bob]}
   - {name: self, action: self_text, destination: [oncall:primary, sms:alice, email:bob]}
+  - {name: oncall, action: text_oncall, destination: [oncall:primary, sms:oncall:primary]}
 """
 
 
@@ -162,3 +165,28 @@ def test_a_hanging_provider_holds_up_no_card_and_no_decision(rig: Rig, client: C
         rig.providers.holding = False
     settled(rig, rid, "sms", "sent")
     assert State.APPROVED == rig.store.get(rid).state
+
+
+def test_on_call_comes_from_pagerduty_when_configured(
+    settings: Settings, r: redis.Redis, client: Client
+) -> None:
+    """PagerDuty says bob is primary (the file says erin): the card and the SMS go to bob; a
+    PagerDuty user who is not a reviewer is ignored, and without an answer the file holds."""
+    schedules = {"primary": "PSCHED1"}
+    with notify_rig(
+        settings, r, POLICY, pagerduty_api_token=PD_API_TOKEN, pagerduty_schedules=schedules
+    ) as rig:
+        people = rig.service.dispatcher.people
+        assert isinstance(people, PagerDutyOncall) and {} == people.on_call
+        rig.providers.on_call["PSCHED1"] = [
+            {"email": "Bob@Example.com", "summary": "Bob Brown"},
+            {"email": "stranger@example.com", "summary": "Not A Reviewer"},
+            {"email": "erin@example.com", "summary": "Erin", "level": 2},
+        ]
+        assert rig.api.loop is not None
+        asyncio.run_coroutine_threadsafe(people.refresh(), rig.api.loop).result(10)
+        assert {"primary": ["bob"]} == people.on_call
+        rid = rig.submit(client, "text_oncall")
+        assert "+15550000002" == settled(rig, rid, "sms", "sent").address
+        assert ("bob",) == wait_until(lambda: rig.slack.posts, what="the card")[0][1].people
+        assert [] == rig.providers.refused
