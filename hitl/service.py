@@ -113,6 +113,7 @@ class Service:
             people=self.authority,
             digests=self.digests,
             settings=dispatch,
+            clock=self.store.clock,  # one time for the records and for who is on call
         )
         self.consumers = [
             IntakeConsumer(

@@ -16,9 +16,10 @@ from hitl.client import Client
 from hitl.config import Settings
 from hitl.models import State
 from hitl.queue.deliveries import Deliveries, Delivery
+from hitl.queue.intake import IntakeConsumer
 from tests.bot.notify.rig import Rig, notify_rig
 from tests.bot.notify.standins import PD_API_TOKEN, TOKEN
-from tests.scenarios.helpers import audit_entries, wait_until
+from tests.scenarios.helpers import audit_entries, drain, wait_until
 
 POLICY = """
 roles: {engineering_manager: ""}
@@ -190,3 +191,17 @@ def test_on_call_comes_from_pagerduty_when_configured(
         assert "+15550000002" == settled(rig, rid, "sms", "sent").address
         assert ("bob",) == wait_until(lambda: rig.slack.posts, what="the card")[0][1].people
         assert [] == rig.providers.refused
+
+
+def test_the_sweep_tells_what_was_stored_while_nobody_dispatched(rig: Rig, client: Client) -> None:
+    """A request stored by an intake without a dispatcher: the sweep sends its SMS, once."""
+    lone = IntakeConsumer(rig.store, rig.service.classify, group="elsewhere", block_ms=0)
+    lone.ensure_group()
+    rid = client.submit("text_me", {"instance_id": "i-9"}, summary="Stored elsewhere")
+    drain(lone)
+    lone.close()
+    assert rig.api.loop is not None
+    for _ in range(2):
+        asyncio.run_coroutine_threadsafe(rig.service.dispatcher.sweep(), rig.api.loop).result(10)
+        settled(rig, rid, "sms", "sent")
+    assert 1 == len(rig.providers.sms)
