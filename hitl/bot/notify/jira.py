@@ -91,6 +91,8 @@ class JiraNotifier:
         auth = basic_auth(settings.jira_user, settings.jira_token)
         self.client = JsonClient("Jira", settings.timeout_s, headers=auth)
         self.api = settings.jira_url + "/rest/api/3"
+        self._commented: set[tuple[str, str]] = set()
+        """(issue, request) whose comment is posted: a retried transition does not repeat it."""
 
     async def start(self) -> None:
         await self.client.start()
@@ -138,8 +140,10 @@ class JiraNotifier:
     async def decided(self, record: RequestRecord, delivery: Delivery) -> Sent | None:
         key = delivery.ref
         url = f"{self.api}/issue/{key}"
-        body = {"body": decision_comment(record)}
-        await self.client.call("POST", f"{url}/comment", body, expect=(201,))
+        if (key, record.id) not in self._commented:
+            body = {"body": decision_comment(record)}
+            await self.client.call("POST", f"{url}/comment", body, expect=(201,))
+            self._commented.add((key, record.id))
         wanted = self.settings.jira_transitions.get(record.state.value)
         if wanted:
             answer = await self.client.call("GET", f"{url}/transitions")

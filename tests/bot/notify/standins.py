@@ -75,6 +75,7 @@ class Providers:
         """PagerDuty schedule id -> the users on call (``{"email", "summary", "level"}``)."""
         self.fail_sms = 0
         self.fail_events = 0
+        self.fail_transitions = 0
         self.holding = False
         """While true, the Messages endpoint does not answer (a provider that hangs)."""
         self.held = 0
@@ -232,6 +233,9 @@ class Providers:
                 }
             )
         wanted = (await request.json()).get("transition", {}).get("id")
+        if self.fail_transitions:
+            self.fail_transitions -= 1
+            return web.json_response({"errorMessages": ["try again"]}, status=503)
         if wanted not in ("31", "41"):
             return web.json_response({"errorMessages": ["no such transition"]}, status=400)
         self.transitions.setdefault(key, []).append(wanted)

@@ -98,16 +98,20 @@ def test_an_unconfigured_service_fails_at_once_and_falls_back(rig: Rig, client: 
 
 
 def test_jira_issue_in_the_context_is_linked_and_commented(rig: Rig, client: Client) -> None:
-    """A request naming OPS-42 links it (no new issue) and the decision is commented there."""
+    """A request naming OPS-42 links it (no new issue) and the decision is commented there,
+    once, though the transition needed a second try."""
     rid = rig.submit(client, "ticket", {"jira_issue": "OPS-42"})
     linked = settled(rig, rid, "jira", "linked")
     assert ("OPS-42", {}) == (linked.ref, rig.providers.issues)
+    rig.providers.fail_transitions = 1
     bob = rig.api.token("bob")
     status, _, _ = rig.api.call("POST", f"/requests/{rid}/reject", bob, {"reason": "not now"})
     assert 200 == status
     comment = wait_until(lambda: rig.providers.comments.get("OPS-42"), what="the comment")[0]
     assert "Outcome: rejected" in str(comment) and "Reason: not now" in str(comment)
     assert ["41"] == wait_until(lambda: rig.providers.transitions.get("OPS-42"), what="moved")
+    assert 1 == len(rig.providers.comments["OPS-42"])
+    assert 2 == settled(rig, rid, "jira", "sent").attempts
 
 
 def test_an_agent_cannot_point_jira_at_another_project(rig: Rig, client: Client) -> None:
