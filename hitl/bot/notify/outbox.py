@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from hitl.handlers.links import issue_link
@@ -222,13 +222,15 @@ class Outbox:
             if current is not None and current.state is not State.PENDING:
                 self.decided(current)  # decided while this was being sent
 
-    async def _attempts(self, delivery: Delivery, call: Any) -> tuple[Sent | None, Delivery, str]:
+    async def _attempts(
+        self, delivery: Delivery, call: Callable[[], Awaitable[Sent | None]]
+    ) -> tuple[Sent | None, Delivery, str]:
         """Try ``call`` up to ``max_attempts`` times with back-off; (result, delivery, error)."""
         error = ""
         for n in range(self.settings.max_attempts):
             delivery = delivery.model_copy(update={"attempts": n + 1})
             try:
-                sent: Sent | None = await call()
+                sent = await call()
                 return sent or Sent(status="skipped"), delivery, ""
             except NotifyError as exc:
                 error = str(exc)
