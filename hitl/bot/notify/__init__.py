@@ -15,6 +15,8 @@ from __future__ import annotations
 from .base import Contact, Message, Notifier, NotifyError, Sent
 from .email import EmailNotifier
 from .jira import JiraNotifier
+from .mount import build_notifiers, mount_notifiers
+from .oncall import PagerDutyOncall
 from .outbox import Outbox
 from .pagerduty import PagerDutyNotifier
 from .settings import NotifySettings
@@ -31,22 +33,10 @@ __all__ = [
     "NotifySettings",
     "Outbox",
     "PagerDutyNotifier",
+    "PagerDutyOncall",
     "Sent",
     "SmsNotifier",
     "build_notifiers",
+    "mount_notifiers",
     "mount_twilio",
 ]
-
-
-def build_notifiers(settings: NotifySettings) -> list[Notifier]:
-    """A notifier for each provider the settings configure."""
-    out: list[Notifier] = []
-    if settings.email_enabled:
-        out.append(EmailNotifier(settings))
-    if settings.sms_enabled:
-        out.append(SmsNotifier(settings))
-    if settings.pagerduty_enabled:
-        out.append(PagerDutyNotifier(settings))
-    if settings.jira_enabled:
-        out.append(JiraNotifier(settings))
-    return out

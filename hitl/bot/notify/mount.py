@@ -17,23 +17,26 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from .base import Notifier
+from .email import EmailNotifier
+from .jira import JiraNotifier
 from .oncall import PagerDutyOncall
 from .outbox import Contacts, Outbox
+from .pagerduty import PagerDutyNotifier
 from .settings import NotifySettings
+from .sms import SmsNotifier
 from .web import mount_twilio
 
 if TYPE_CHECKING:
     from hitl.service import Service
 
-__all__ = ["mount_notifiers"]
+__all__ = ["build_notifiers", "mount_notifiers"]
 
 log = logging.getLogger("hitl.notify")
 
 
 def mount_notifiers(service: Service, settings: NotifySettings | None = None) -> Outbox | None:
     """Wire the configured notifiers into ``service`` (see the module docstring)."""
-    from . import build_notifiers
-
     settings = settings or NotifySettings.from_env()
     people: object = service.authority
     if settings.pagerduty_oncall_enabled and isinstance(people, Contacts):
@@ -63,3 +66,17 @@ def mount_notifiers(service: Service, settings: NotifySettings | None = None) ->
         mount_twilio(service.app, outbox, settings)
     log.info("notifiers: %s", ", ".join(n.kind for n in notifiers))
     return outbox
+
+
+def build_notifiers(settings: NotifySettings) -> list[Notifier]:
+    """A notifier for each provider the settings configure."""
+    out: list[Notifier] = []
+    if settings.email_enabled:
+        out.append(EmailNotifier(settings))
+    if settings.sms_enabled:
+        out.append(SmsNotifier(settings))
+    if settings.pagerduty_enabled:
+        out.append(PagerDutyNotifier(settings))
+    if settings.jira_enabled:
+        out.append(JiraNotifier(settings))
+    return out
