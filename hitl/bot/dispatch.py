@@ -634,8 +634,8 @@ class Dispatcher:
     async def sweep(self, min_age_s: float = 0.0, created_before: float | None = None) -> int:
         """Post cards for pending requests that have no card in a channel and are older than
         ``min_age_s`` (and created before ``created_before``); returns how many were posted.
-        Their notifier targets are handed to the outbox too, which sends only what was never
-        claimed (a request stored while no dispatcher ran)."""
+        Requests nothing was ever sent about get their notifier targets told too (stored while
+        no dispatcher ran)."""
         records = await asyncio.to_thread(self.store.pending, 0, 0)
         now = self.clock()
         candidates = [
@@ -646,9 +646,7 @@ class Dispatcher:
             and (created_before is None or r.created_at < created_before)
         ]
         if self.outbox is not None:
-            for record in candidates:  # told once: each notification is claimed by its key
-                if record.verdict.notify:
-                    self.outbox.review(record)
+            await self.outbox.catch_up(candidates)
         posted = 0
         for channel in self.channels:
             names = (channel.name, digest_ref_name(channel.name))

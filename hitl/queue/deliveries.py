@@ -114,6 +114,9 @@ class Deliveries:
         request_id, _, key = text.partition(" ")
         return self.get(request_id, key)
 
+    def count(self, request_id: str) -> int:
+        return int(_call(lambda: self.store.redis.hlen(self.keys.deliveries(request_id))))
+
     def list(self, request_id: str) -> list[Delivery]:
         """Every delivery about ``request_id``, oldest first."""
         raw = _call(lambda: self.store.redis.hvals(self.keys.deliveries(request_id)))

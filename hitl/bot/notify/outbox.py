@@ -140,6 +140,18 @@ class Outbox:
             if level == 0:
                 self._spawn(self._deliver(record, target, position, "review", "review"))
 
+    async def catch_up(self, records: Sequence[RequestRecord]) -> None:
+        """Tell the review targets of requests nothing was ever sent about (stored while no
+        dispatcher ran); a request with any delivery is left alone, so an on-call hand-off
+        since then does not send its notice again to the next person."""
+        todo = [r for r in records if r.verdict.notify]
+        if not todo:
+            return
+        counts = await asyncio.to_thread(lambda: [self.deliveries.count(r.id) for r in todo])
+        for record, count in zip(todo, counts, strict=True):
+            if count == 0:
+                self.review(record)
+
     def escalated(self, record: RequestRecord, level: int, text: str = "") -> None:
         """Escalation level ``level`` reached: tell that step's notifier targets."""
         steps = len(record.verdict.escalation)
@@ -331,6 +343,8 @@ class Outbox:
         delivery = await asyncio.to_thread(self.deliveries.by_ref, ref)
         if delivery is None:
             return None
+        if delivery.status in ("delivered", "failed", "undelivered") and status == "sent":
+            return delivery  # a late "sent" report never undoes a final status
         if status in ("failed", "undelivered") and delivery.status not in ("failed", "undelivered"):
             record = await asyncio.to_thread(self.store.find, delivery.request_id)
             if record is not None:

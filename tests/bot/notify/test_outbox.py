@@ -123,6 +123,26 @@ def test_an_agent_cannot_point_jira_at_another_project(rig: Rig, client: Client)
     wait_until(lambda: "notification_failed" in kinds(rig, rid), what="the failure audited")
 
 
+def report(rig: Rig, sid: str, status: str) -> int:
+    """A status callback for message ``sid``, signed as Twilio signs it."""
+    params = {"MessageSid": sid, "MessageStatus": status}
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": twilio_signature(TOKEN, rig.api.url + STATUS_PATH, params),
+    }
+    raw = urlencode(params).encode()
+    return rig.api.call("POST", "/notify/twilio/status", raw=raw, headers=headers)[0]
+
+
+def test_a_late_sent_report_does_not_undo_delivered(rig: Rig, client: Client) -> None:
+    """Twilio's reports may arrive out of order: 'delivered' stays delivered."""
+    rid = rig.submit(client, "text_me")
+    sms = settled(rig, rid, "sms", "sent")
+    assert (204, 204) == (report(rig, sms.ref, "delivered"), report(rig, sms.ref, "sent"))
+    assert ["delivered"] == [d.status for d in deliveries(rig, rid, "sms")]
+    assert 400 == report(rig, sms.ref, "exploded")
+
+
 def test_twilio_undelivered_callback_fails_over(rig: Rig, client: Client) -> None:
     """A signed 'undelivered' report: recorded, audited, and the next target (email) is told."""
     rid = rig.submit(client, "text_me")
