@@ -151,6 +151,7 @@ def test_misused_links_change_nothing_and_are_audited(rig: Rig, client: Client) 
     a second use of a used link decide nothing; each is audited."""
     p = rig.providers
     rid = rig.submit(client)
+    wait_until(lambda: rig.slack.posts and p.issues, what="the card and the Jira issue")
     rig.run_due(20)
     link = sms_link(wait_until(lambda: p.sms, what="the manager's SMS")[0]["Body"])
     ring = rig.service.keyring
