@@ -292,9 +292,32 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def describe_deliveries(deliveries: Sequence[Any]) -> str:
+    """The notifications sent about a request: what, to whom, when, and how it went."""
+    lines = ["  notified"] if deliveries else []
+    for d in deliveries:
+        where = f" <{d.address}>" if d.address else ""
+        error = f": {_short(d.error, 80)}" if d.error else ""
+        tries = f", {d.attempts} tries" if d.attempts > 1 else ""
+        lines.append(
+            f"    {_when(d.created_at)}  {d.target} -> {d.to}{where}  ({d.what})  "
+            f"{d.status}{tries} at {_when(d.updated_at)}{error}"
+        )
+    return "\n".join(lines)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    record = _store(args, signer=False).get(args.id)
-    _out(args, describe(record), _record_json(record))
+    from hitl.queue.deliveries import Deliveries
+
+    store = _store(args, signer=False)
+    record = store.get(args.id)
+    sent = Deliveries(store).list(record.id)
+    data = _record_json(record)
+    data["deliveries"] = [d.model_dump(mode="json") for d in sent]
+    human = describe(record)
+    if sent:
+        human += "\n" + describe_deliveries(sent)
+    _out(args, human, data)
     return EXIT_OK
 
 

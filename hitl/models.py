@@ -41,6 +41,7 @@ __all__ = [
     "Decision",
     "Destination",
     "EscalationStep",
+    "NotifyTarget",
     "Outcome",
     "PlanStep",
     "RequestRecord",
@@ -360,11 +361,39 @@ class Destination(_Strict):
     target: ShortText = ""
 
 
+class NotifyTarget(_Strict):
+    """Someone or something told outside chat (docs/notifications.md), beside the card.
+
+    ``email`` and ``sms``: ``target`` is ``user:<reviewer id>`` or ``oncall:<schedule>`` (the
+    address or phone comes from the directory); ``pagerduty``: a service name whose routing key
+    is in the settings; ``jira``: a project key (an issue is opened there, or the one named in
+    the request's context is used).
+    """
+
+    kind: Literal["email", "sms", "pagerduty", "jira"]
+    target: ShortText
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+    @property
+    def people(self) -> Destination | None:
+        """For ``email`` and ``sms``: the destination whose people are told."""
+        if self.kind not in ("email", "sms"):
+            return None
+        kind, sep, who = self.target.partition(":")
+        if not sep:
+            return Destination(kind="user", target=self.target)
+        return Destination(kind="oncall" if kind == "oncall" else "user", target=who)
+
+
 class EscalationStep(_Strict):
-    """After ``after_s`` seconds without a decision, notify ``target`` (or time out)."""
+    """After ``after_s`` seconds without a decision, notify ``target`` and ``notify`` (or time
+    out)."""
 
     after_s: Annotated[int, Field(gt=0)]
     target: Destination | None = None
+    notify: list[NotifyTarget] = Field(default_factory=list)
     timeout: bool = False
 
 
@@ -389,6 +418,8 @@ class Verdict(_Strict):
     roles: list[ShortText] = Field(default_factory=list)
     distinct_roles: list[ShortText] = Field(default_factory=list)
     destination: Destination | None = None
+    notify: list[NotifyTarget] = Field(default_factory=list)
+    """Told beside the card when the request is stored (email, SMS, PagerDuty, Jira)."""
     escalation: list[EscalationStep] = Field(default_factory=list)
     timeout_outcome: Literal["rejected", "approved"] = "rejected"
     digest: bool = False

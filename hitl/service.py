@@ -113,6 +113,7 @@ class Service:
             people=self.authority,
             digests=self.digests,
             settings=dispatch,
+            clock=self.store.clock,  # one time for the records and for who is on call
         )
         self.consumers = [
             IntakeConsumer(
@@ -372,12 +373,14 @@ class Service:
                 signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload_policy)
             )
         from hitl.bot.api import mount_api
+        from hitl.bot.notify.mount import mount_notifiers
         from hitl.bot.slack import mount_slack
         from hitl.bot.teams import mount_teams
 
         self.api = mount_api(self)  # /api/v1: the CLI's and scripts' way to decide
         self.slack = mount_slack(self)  # None without SLACK_* settings
         self.teams = mount_teams(self)  # None without MICROSOFT_APP_* settings
+        self.outbox = mount_notifiers(self)  # None without email/SMS/PagerDuty/Jira settings
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

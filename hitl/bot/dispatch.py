@@ -13,7 +13,10 @@ platform. The dispatcher, one per service, does the rest:
 - changes (``hitl:events``) re-render every copy that does not show the current state yet, and a
   copy whose update failed is tried again; a digest message is re-rendered once per batch;
 - notifications (``hitl:notify``): an escalation replies under every copy and brings the card to
-  the next target, reminders and expiries reply and tell the target, digests are posted.
+  the next target, reminders and expiries reply and tell the target, digests are posted;
+- notifier targets (email, SMS, PagerDuty, Jira) are handed to the ``outbox``
+  (:class:`~hitl.bot.notify.Outbox`) at review, at each escalation and at the decision; it
+  sends in its own tasks, so nothing here waits for a provider.
 
 Both streams are read through one consumer group (``hitl-channels``) with
 :class:`~hitl.queue.streams.GroupReader`, so with several replicas each entry is handled once::
@@ -36,7 +39,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import ResponseError
@@ -47,6 +50,9 @@ from hitl.errors import HitlError
 from hitl.identity import canonical_id
 from hitl.models import CardRef, Destination, RequestRecord, State, VerdictKind
 from hitl.queue.digest import Digest, Digests
+
+if TYPE_CHECKING:
+    from hitl.bot.notify import Outbox
 from hitl.queue.scheduler import Notification, dest_key
 from hitl.queue.store import Store
 from hitl.queue.streams import Entry, GroupReader, consumer_name, follow
@@ -145,8 +151,11 @@ class Dispatcher:
         digests: Digests | None = None,
         settings: DispatchSettings | None = None,
         clock: Callable[[], float] = time.time,
+        outbox: Outbox | None = None,
     ) -> None:
         self.store = store
+        self.outbox = outbox
+        """Where notifier targets go (None: they are not told)."""
         self.channels = channels
         self.people: People | None = people if isinstance(people, People) else None
         self.digests = digests
@@ -185,7 +194,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         """Start the channels and the background work (inside the serving event loop)."""
-        if not self.channels:
+        if not self.channels and self.outbox is None:
             return
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -193,6 +202,8 @@ class Dispatcher:
         for channel in self.channels:
             await channel.start()
             self._started.append(channel)
+        if self.outbox is not None:
+            await self.outbox.start()
         keys = self.store.keys
         streams = [(keys.events, self._on_events)]
         if self.settings.notifications:
@@ -229,6 +240,8 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.outbox is not None:
+            await self.outbox.stop()
         for channel in reversed(self._started):
             try:
                 await channel.stop()
@@ -254,6 +267,10 @@ class Dispatcher:
             return
         future = asyncio.run_coroutine_threadsafe(self.post_records(todo), loop)
         future.add_done_callback(_log_failure)
+        outbox = self.outbox
+        for record in todo:
+            if outbox is not None and record.verdict.notify:
+                loop.call_soon_threadsafe(outbox.review, record)
 
     async def post_records(
         self, records: Iterable[RequestRecord], channels: Sequence[Channel] | None = None
@@ -421,6 +438,10 @@ class Dispatcher:
         if not ids:
             return
         records = await asyncio.to_thread(lambda: [self.store.find(i) for i in ids])
+        if self.outbox is not None:
+            for record in records:
+                if record is not None and record.state is not State.PENDING:
+                    self.outbox.decided(record)
         # Most events need nothing (the card this process just posted, say): read them all at
         # once and refresh (locked, re-read) only the requests some copy of which is behind.
         stale = [r.id for r in records if r is not None and self._behind(r)]
@@ -457,6 +478,8 @@ class Dispatcher:
         if record is None:
             return
         if notice.kind == "escalated":
+            if self.outbox is not None and notice.level:
+                self.outbox.escalated(record, notice.level, notice.text)
             await self.escalate(record, notice.target, notice.text)
             return
         route = self.route(notice.target) if notice.target is not None else None
@@ -610,7 +633,9 @@ class Dispatcher:
 
     async def sweep(self, min_age_s: float = 0.0, created_before: float | None = None) -> int:
         """Post cards for pending requests that have no card in a channel and are older than
-        ``min_age_s`` (and created before ``created_before``); returns how many were posted."""
+        ``min_age_s`` (and created before ``created_before``); returns how many were posted.
+        Requests nothing was ever sent about get their notifier targets told too (stored while
+        no dispatcher ran)."""
         records = await asyncio.to_thread(self.store.pending, 0, 0)
         now = self.clock()
         candidates = [
@@ -620,6 +645,8 @@ class Dispatcher:
             and now - r.created_at >= min_age_s
             and (created_before is None or r.created_at < created_before)
         ]
+        if self.outbox is not None:
+            await self.outbox.catch_up(candidates)
         posted = 0
         for channel in self.channels:
             names = (channel.name, digest_ref_name(channel.name))

@@ -26,13 +26,14 @@ from pydantic import BaseModel
 
 from hitl.errors import ConfigError
 from hitl.identity import canonical_id
-from hitl.models import Risk
+from hitl.models import NotifyTarget, Risk
 from hitl.policies._config import (
     WEEKDAYS,
     DestinationConfig,
     EscalationRef,
     EscalationStepConfig,
     LevelConfig,
+    NotifyTargetConfig,
     PolicyConfig,
     PolicyKind,
     RouteFields,
@@ -80,11 +81,15 @@ class Step:
     after_s: int
     target: Target | None = None
     timeout: bool = False
+    notify: tuple[NotifyTarget, ...] = ()
 
     def data(self) -> dict[str, object]:
-        if self.target is None:
-            return {"after_s": self.after_s, "timeout": self.timeout}
-        return {"after_s": self.after_s, "target": self.target.data(), "timeout": self.timeout}
+        out: dict[str, object] = {"after_s": self.after_s, "timeout": self.timeout}
+        if self.target is not None:
+            out["target"] = self.target.data()
+        if self.notify:
+            out["notify"] = [{"kind": n.kind, "target": n.target} for n in self.notify]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ class Route:
     destination: Target | None = None
     escalation: tuple[Step, ...] | None = None
     escalation_name: str | None = None
+    notify: tuple[NotifyTarget, ...] | None = None
     escalate_to: Target | None = None
     on_timeout: TimeoutOutcome | None = None
     digest: bool | None = None
@@ -320,6 +326,7 @@ def compile_config(config: PolicyConfig, doc: SourceDoc) -> Compiled:
             teams_id=rev.teams_id,
             email=rev.email,
             roles=expand_roles(rev.roles, includes),
+            phone=rev.phone,
         )
         for key in ("id", "slack_id", "teams_id", "email"):
             alias = getattr(rev, key)
@@ -391,6 +398,47 @@ def compile_config(config: PolicyConfig, doc: SourceDoc) -> Compiled:
             return Target("user", who) if who else None
         return Target("channel", dest.target)
 
+    def notifier(target: NotifyTargetConfig, loc: Loc) -> NotifyTarget | None:
+        """A checked notifier target: the people of an email/sms target all have the address."""
+        if target.kind not in ("email", "sms"):
+            return NotifyTarget(kind=target.kind, target=target.target)
+        kind, _, who = target.target.partition(":")
+        field_name, what = ("email", "an email") if target.kind == "email" else ("phone", "a phone")
+        if kind == "oncall":
+            if who not in config.schedules:
+                errors.add(
+                    loc,
+                    f"no on-call schedule named {who!r} under schedules:"
+                    f"{_did_you_mean(who, config.schedules)}",
+                )
+                return None
+            people = [directory.get(m) for m in config.schedules[who].members]
+        else:
+            found = person(who, loc)
+            if found is None:
+                return None
+            who = found
+            people = [directory.get(who)]
+        missing = [e.id for e in people if e is not None and not getattr(e, field_name)]
+        if missing:
+            errors.add(
+                loc,
+                f"{target}: {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no "
+                f"{field_name}; add {what} ({field_name}:) to them under reviewers:",
+            )
+            return None
+        return NotifyTarget(kind=target.kind, target=f"{kind}:{who}")
+
+    def notifiers(targets: Sequence[NotifyTargetConfig], loc: Loc) -> tuple[NotifyTarget, ...]:
+        checked = [notifier(t, (*loc, j)) for j, t in enumerate(targets)]
+        out = tuple(t for t in checked if t is not None)
+        seen: set[str] = set()
+        for j, t in enumerate(out):
+            if str(t) in seen:
+                errors.add((*loc, j), f"{t} is listed twice")
+            seen.add(str(t))
+        return out
+
     def chain(steps: Sequence[EscalationStepConfig], loc: Loc) -> tuple[Step, ...]:
         out: list[Step] = []
         seen: dict[str, int] = {}
@@ -410,7 +458,10 @@ def compile_config(config: PolicyConfig, doc: SourceDoc) -> Compiled:
             if step.timeout:
                 out.append(Step(step.after, timeout=True))
                 continue
-            assert step.notify is not None
+            also = notifiers(step.also, (*sloc, "also"))
+            if step.notify is None:
+                out.append(Step(step.after, notify=also))
+                continue
             key = str(step.notify)
             if key in seen:
                 errors.add(
@@ -421,7 +472,7 @@ def compile_config(config: PolicyConfig, doc: SourceDoc) -> Compiled:
             seen[key] = j
             target = destination(step.notify, (*sloc, "notify"))
             if target is not None:
-                out.append(Step(step.after, target))
+                out.append(Step(step.after, target, notify=also))
         last_notify = max((s.after_s for s in out if not s.timeout), default=0)
         if not any(s.timeout for s in out) and last_notify >= config.timeout:
             errors.add(
@@ -484,6 +535,7 @@ def compile_config(config: PolicyConfig, doc: SourceDoc) -> Compiled:
             destination=dest,
             escalation=steps,
             escalation_name=chain_name,
+            notify=None if fields.notify is None else notifiers(fields.notify, (*loc, "notify")),
             escalate_to=esc_to,
             on_timeout=on_timeout,
             digest=fields.digest,

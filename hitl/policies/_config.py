@@ -10,7 +10,11 @@ Shorthands a person writes by hand are accepted and normalised here:
 - durations: ``30s``, ``10m``, ``1h``, ``2d``, ``1w``, ``1h30m`` or a number of seconds;
 - destinations: ``"channel:#ops"``, ``"oncall:primary"``, ``"user:bob"`` or ``{oncall: primary}``;
   ``"teams:Approvals"`` / ``"slack:#ops"`` name one platform's channel (``channel:teams:...``);
-- escalation steps: ``"10m -> oncall:secondary"``, ``"60m -> timeout"`` or the mapping form;
+- notifier targets beside (or instead of) a chat destination: ``"sms:oncall:managers"``,
+  ``"email:bob"``, ``"pagerduty:ops"``, ``"jira:OPS"`` (a destination may be a list, or several
+  targets separated by commas: ``"channel:#ops, jira:OPS"``);
+- escalation steps: ``"10m -> oncall:secondary"``, ``"60m -> timeout"``,
+  ``"20m -> oncall:managers, sms:oncall:managers"`` or the mapping form;
 - tools: ``stop_instance: low`` or ``stop_instance: {risk: low, description: ...}``;
 - roles: ``standard: "Level 1 ..."`` or ``manager: {description: ..., includes: [standard]}``.
 """
@@ -42,6 +46,7 @@ __all__ = [
     "EscalationRef",
     "EscalationStepConfig",
     "LevelConfig",
+    "NotifyTargetConfig",
     "Override",
     "PolicyConfig",
     "PolicyKind",
@@ -151,7 +156,7 @@ class DestinationConfig(_Model):
             if not sep or kind.strip() not in ("channel", "oncall", "user") or not target.strip():
                 raise ValueError(
                     f"{value!r} is not a destination; write channel:#name, oncall:<schedule> "
-                    "or user:<reviewer id>"
+                    "or user:<reviewer id> (or a notifier: email:, sms:, pagerduty:, jira:)"
                 )
             return {"kind": kind.strip(), "target": target.strip()}
         if isinstance(value, dict) and "kind" not in value and len(value) == 1:
@@ -165,11 +170,96 @@ class DestinationConfig(_Model):
         return f"{self.kind}:{self.target}"
 
 
+NOTIFIERS = ("email", "sms", "pagerduty", "jira")
+_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_PROJECT = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
+
+
+class NotifyTargetConfig(_Model):
+    """A notifier target: ``email:<who>``, ``sms:<who>`` (who: ``user:<id>``, ``oncall:<schedule>``
+    or a reviewer id), ``pagerduty:<service>`` or ``jira:<PROJECT>``. Credentials never go here:
+    they come from the settings (docs/notifications.md)."""
+
+    kind: Literal["email", "sms", "pagerduty", "jira"]
+    target: Name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            kind, sep, target = (p.strip() for p in value.partition(":"))
+            if not sep or kind not in NOTIFIERS or not target:
+                raise ValueError(
+                    f"{value!r} is not a notifier target; write email:<who>, sms:<who>, "
+                    "pagerduty:<service> or jira:<PROJECT>"
+                )
+            value = {"kind": kind, "target": target}
+        if isinstance(value, dict) and value.get("kind") in ("email", "sms"):
+            target = str(value.get("target", "")).strip()
+            kind, sep, who = (p.strip() for p in target.partition(":"))
+            if not sep:
+                kind, who = "user", target
+            if kind not in ("user", "oncall") or not who:
+                raise ValueError(
+                    f"{value['kind']}:{target} names nobody; write {value['kind']}:<reviewer id>, "
+                    f"{value['kind']}:user:<reviewer id> or {value['kind']}:oncall:<schedule>"
+                )
+            value = {**value, "target": f"{kind}:{who}"}
+        return value
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> NotifyTargetConfig:
+        if self.kind == "pagerduty" and not _SERVICE.match(self.target):
+            raise ValueError(
+                f"pagerduty:{self.target} is not a service name (letters, digits, . _ -); its "
+                "routing key goes in HITL_PAGERDUTY_ROUTING_KEYS, never in the policy"
+            )
+        if self.kind == "jira" and not _PROJECT.match(self.target):
+            raise ValueError(
+                f"jira:{self.target} is not a Jira project key (upper-case letters and digits, "
+                "starting with a letter, like OPS)"
+            )
+        return self
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+def split_targets(value: Any) -> tuple[Any, list[Any]]:
+    """A destination as written (one, a list, or comma-separated) -> (the chat destination or
+    None, the notifier targets). More than one chat destination is left for validation to
+    refuse."""
+    items = value if isinstance(value, list) else None
+    if items is None and isinstance(value, str) and "," in value:
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    if items is None:
+        if isinstance(value, str) and value.partition(":")[0].strip() in NOTIFIERS:
+            return None, [value]
+        return value, []
+    chat = [
+        i
+        for i in items
+        if not isinstance(i, str) or i.partition(":")[0].strip() in ("channel", "oncall", "user")
+    ]
+    others = [i for i in items if i not in chat]
+    if len(chat) > 1:
+        raise ValueError(
+            f"{', '.join(map(str, chat))}: one chat destination at most (channel:, oncall: or "
+            "user:); add email:, sms:, pagerduty: or jira: targets beside it"
+        )
+    return (chat[0] if chat else None), others
+
+
 class EscalationStepConfig(_Model):
-    """``after`` (time since the request was created) -> notify someone, or time out."""
+    """``after`` (time since the request was created) -> notify someone, or time out.
+
+    ``notify`` is the chat destination; ``also`` the notifier targets told at the same time
+    (written beside it: ``"20m -> oncall:managers, sms:oncall:managers, pagerduty:ops"``).
+    """
 
     after: Duration
     notify: DestinationConfig | None = None
+    also: list[NotifyTargetConfig] = Field(default_factory=list)
     timeout: bool = False
 
     @model_validator(mode="before")
@@ -185,12 +275,15 @@ class EscalationStepConfig(_Model):
             right = right.strip()
             if right == "timeout":
                 return {"after": left.strip(), "timeout": True}
-            return {"after": left.strip(), "notify": right}
+            value = {"after": left.strip(), "notify": right}
+        if isinstance(value, dict) and "notify" in value:
+            chat, others = split_targets(value["notify"])
+            value = {**value, "notify": chat, "also": [*value.get("also", []), *others]}
         return value
 
     @model_validator(mode="after")
     def _one_of(self) -> EscalationStepConfig:
-        if self.timeout == (self.notify is not None):
+        if self.timeout == (self.notify is not None or bool(self.also)):
             raise ValueError(
                 "an escalation step either notifies someone (notify:) or times out "
                 "(timeout: true), not both and not neither"
@@ -224,10 +317,22 @@ class RouteFields(_Model):
     approvals: Annotated[int, Field(ge=1, le=10)] | None = None
     distinct_roles: list[RoleName] | None = None
     destination: DestinationConfig | None = None
+    notify: list[NotifyTargetConfig] | None = None
+    """Notifier targets told when the request is stored (also written inside ``destination``)."""
     escalation: EscalationRef | None = None
     escalate_to: DestinationConfig | None = None
     on_timeout: Literal["reject", "approve"] | None = None
     digest: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _notifiers_in_destination(cls, value: Any) -> Any:
+        if isinstance(value, dict) and value.get("destination") is not None:
+            chat, others = split_targets(value["destination"])
+            if others:
+                also = [*(value.get("notify") or []), *others]
+                value = {**value, "destination": chat, "notify": also}
+        return value
 
     @field_validator("roles", "distinct_roles")
     @classmethod
@@ -338,6 +443,8 @@ class ReviewerConfig(_Model):
     slack_id: Name | None = None
     teams_id: Name | None = None
     email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")] | None = None
+    """E.164 (``+15551230001``): where ``sms:`` targets text this reviewer."""
     roles: list[RoleName] = Field(default_factory=list)
 
 

@@ -33,6 +33,8 @@ class DirectoryEntry:
     teams_id: str | None = None
     email: str | None = None
     roles: frozenset[str] = frozenset()
+    phone: str | None = None
+    """E.164; where ``sms:`` targets text this reviewer (not an identity: never an alias)."""
 
     @property
     def name(self) -> str:

@@ -36,6 +36,7 @@ import cel
 from hitl.models import (
     ApprovalRequest,
     Destination,
+    NotifyTarget,
     Risk,
     Verdict,
     VerdictKind,
@@ -589,6 +590,7 @@ class Policy:
             roles=roles,
             distinct_roles=distinct,
             destination=destination,
+            notify=route.notify or (),
             escalation=steps,
             timeout_outcome=outcome,
             digest=bool(route.digest),
@@ -605,6 +607,7 @@ class Policy:
         roles: list[str] | None = None,
         distinct_roles: list[str] | None = None,
         destination: Target | None = None,
+        notify: Sequence[NotifyTarget] = (),
         escalation: list[Step] | None = None,
         timeout_outcome: Literal["rejected", "approved"] = "rejected",
         digest: bool = False,
@@ -623,6 +626,7 @@ class Policy:
                 "roles": roles or [],
                 "distinct_roles": distinct_roles or [],
                 "destination": destination.data() if destination is not None else None,
+                "notify": [{"kind": n.kind, "target": n.target} for n in notify],
                 "escalation": [s.data() for s in escalation or ()],
                 "timeout_outcome": timeout_outcome,
                 "digest": digest,
@@ -682,14 +686,16 @@ class Policy:
                         "this request needs (give the role to more people, or break glass)"
                     )
             lines.append(f"Posted to:   {self._dest_words(verdict.destination, at)}")
+            if verdict.notify:
+                lines.append(f"Also told:   {', '.join(map(str, verdict.notify))}")
             for step in verdict.escalation:
                 after = format_duration(step.after_s)
                 if step.timeout:
                     lines.append(f"After {after:>5}: nobody answered -> {verdict.timeout_outcome}")
                 else:
-                    lines.append(
-                        f"After {after:>5}: escalate to {self._dest_words(step.target, at)}"
-                    )
+                    told = [self._dest_words(step.target, at)] if step.target is not None else []
+                    told += [str(n) for n in step.notify]
+                    lines.append(f"After {after:>5}: escalate to {', '.join(told)}")
             lines.append(
                 f"Digest:      {'may be batched into a digest' if verdict.digest else 'no'}"
             )

@@ -95,6 +95,20 @@ class Keys:
         """String: a personal API token's record (JSON); the token itself is never stored."""
         return f"{self.prefix}token:{token_id}"
 
+    def deliveries(self, request_id: str) -> str:
+        """Hash: the notifications sent about one request (email, SMS, PagerDuty, Jira), one
+        Delivery JSON per field (``hitl show`` lists them)."""
+        return f"{self.prefix}deliveries:{request_id}"
+
+    def delivery_ref(self, ref: str) -> str:
+        """String ``<request id> <delivery key>``: finds a delivery by its provider's id (a
+        Twilio message SID in a status callback)."""
+        return f"{self.prefix}delivery-ref:{ref}"
+
+    def link_used(self, link_id: str) -> str:
+        """Set once a decision link (email/SMS) is used: each link acts once."""
+        return f"{self.prefix}link-used:{link_id}"
+
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""
         return f"{self.prefix}req:{request_id}"

@@ -14,6 +14,9 @@ import logging
 
 from aiohttp import web
 
+from hitl.handlers.links import Links
+
+from .links import mount_links
 from .openapi import openapi_document
 from .routes import API_PREFIX, ROUTES, Api, ApiService
 
@@ -34,5 +37,6 @@ def mount_api(service: ApiService, app: web.Application | None = None) -> Api:
         return web.json_response(document)
 
     http.router.add_get(API_PREFIX + "/openapi.json", openapi, allow_head=False)
+    mount_links(http, Links(service.decider, service.keyring.public()))
     log.info("API at %s (OpenAPI at %s/openapi.json)", API_PREFIX, API_PREFIX)
     return api

@@ -11,6 +11,7 @@ from pydantic.json_schema import models_json_schema
 from hitl.models import RequestRecord
 
 from . import schemas as s
+from .links import LINKS_PATH
 from .routes import API_PREFIX, MAX_BODY, ROUTES
 
 __all__ = ["openapi_document"]
@@ -70,6 +71,51 @@ def _error_response(status: int) -> dict[str, Any]:
     }
 
 
+def _link_operations() -> dict[str, Any]:
+    """The confirmation page of email/SMS decision links: HTML, the token in the path."""
+
+    def html(words: str) -> dict[str, Any]:
+        return {"description": words, "content": {"text/html": {"schema": {"type": "string"}}}}
+
+    refusals = {
+        "400": html("nothing decided: not confirmed, or a rejection without a reason"),
+        "403": html("the link is used, expired, forged, or the policy refuses (audited)"),
+        "404": html("unknown request"),
+        "409": html("already decided"),
+        "503": html("Redis unavailable: nothing was written"),
+    }
+    token = {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+    form = {
+        "type": "object",
+        "properties": {
+            "confirm": {"const": "yes"},
+            "outcome": {"enum": ["approve", "reject"]},
+            "reason": {"type": "string", "maxLength": 3000},
+        },
+        "required": ["confirm", "outcome"],
+    }
+    return {
+        "get": {
+            "operationId": "show_link",
+            "summary": "The confirmation page of a decision link (never decides; audited)",
+            "security": [],
+            "parameters": [token],
+            "responses": {"200": html("the page"), **refusals},
+        },
+        "post": {
+            "operationId": "use_link",
+            "summary": "Decide as the link's reviewer: the confirmed form (once per link)",
+            "security": [],
+            "parameters": [token],
+            "requestBody": {
+                "required": True,
+                "content": {"application/x-www-form-urlencoded": {"schema": form}},
+            },
+            "responses": {"200": html("decided (or the vote counted)"), **refusals},
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The whole document (JSON-serializable)."""
     paths: dict[str, Any] = {}
@@ -110,6 +156,7 @@ def openapi_document() -> dict[str, Any]:
         if route.operator:
             operation["description"] = "Needs an operator token (`hitl tokens create --operator`)."
         paths.setdefault(API_PREFIX + route.path, {})[route.method.lower()] = operation
+    paths[LINKS_PATH] = _link_operations()
     paths[API_PREFIX + "/openapi.json"] = {
         "get": {
             "operationId": "openapi",
