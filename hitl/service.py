@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import queue
 import signal
 import threading
@@ -29,6 +30,8 @@ from hitl.bot.dispatch import Dispatcher, DispatchSettings
 from hitl.config import Settings
 from hitl.errors import HitlError
 from hitl.handlers import Authority, Decider, OpenAuthority
+from hitl.handlers.canaries import CanarySender
+from hitl.handlers.metrics import governance_of
 from hitl.models import ApprovalRequest, RequestRecord, Verdict
 from hitl.queue.audit import AuditEvent
 from hitl.queue.checkpoints import Checkpointer
@@ -124,6 +127,10 @@ class Service:
             )
             for _ in range(consumers)
         ]
+        self.canaries = CanarySender(
+            self.store, self.authority, lambda: governance_of(self.authority)
+        )
+        """Sends the policy's canary requests among the stored ones (``governance.canary``)."""
         self.webhooks = WebhookDeliverer(self.store)
         self.checkpointer = Checkpointer(self.store, self.keyring, settings.anchor())
         self.stop_event = threading.Event()
@@ -197,6 +204,10 @@ class Service:
             self.dispatcher.on_stored(cards)  # thread-safe; posts on the serving event loop
         except Exception:  # a channel's failure must not stop intake; the sweep catches up
             log.exception("handing stored records to the channels failed")
+        try:
+            self.canaries.after_stored(records)
+        except Exception:  # a canary's failure must not stop intake
+            log.exception("sending a canary request failed")
 
     def _on_cancel(self, request_id: str, agent_id: str | None, reason: str) -> None:
         self.decider.cancel_by_agent(request_id, agent_id, reason)
@@ -223,6 +234,25 @@ class Service:
             if changed is not None:
                 ok, message = changed
                 await asyncio.to_thread(self._audit_reload, ok, message)
+
+    async def _watch_reviewers(self, stop: asyncio.Event) -> None:
+        """Every ``HITL_GOVERNANCE_S`` (600) seconds: report reviewers flagged as possible
+        rubber-stampers to the policy's compliance destination (once a day each)."""
+        from hitl.handlers.metrics import report_rubber_stamps
+
+        every_s = float(os.environ.get("HITL_GOVERNANCE_S", "600") or 600)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
+            if stop.is_set():
+                return
+            governance = governance_of(self.authority)
+            try:
+                await asyncio.to_thread(
+                    report_rubber_stamps, self.store, governance, self.notifications
+                )
+            except Exception:  # a metrics failure must not stop the service
+                log.exception("rubber-stamp check failed")
 
     def _audit_reload(self, ok: bool, message: str) -> None:
         event = AuditEvent(
@@ -372,9 +402,11 @@ class Service:
                 signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload_policy)
             )
         from hitl.bot.api import mount_api
+        from hitl.bot.prometheus import mount_metrics
         from hitl.bot.slack import mount_slack
 
         self.api = mount_api(self)  # /api/v1: the CLI's and scripts' way to decide
+        mount_metrics(self)  # /metrics: the governance figures for Prometheus
         self.slack = mount_slack(self)  # None without SLACK_* settings
         runner = web.AppRunner(self.app, access_log=None)
         await runner.setup()
@@ -389,6 +421,7 @@ class Service:
         tasks = [
             asyncio.create_task(self.webhooks.run(stop)),
             asyncio.create_task(self._watch_policy(stop)),
+            asyncio.create_task(self._watch_reviewers(stop)),
         ]
         try:
             await stop.wait()

@@ -84,6 +84,21 @@ class Keys:
         """String: a personal API token's record (JSON); the token itself is never stored."""
         return f"{self.prefix}token:{token_id}"
 
+    def web(self, kind: str, name: str) -> str:
+        """The web inbox's records: ``session``, ``link`` (one-time sign-in links) and
+        ``password`` (a reviewer's signed argon2 hash), ``failures`` (sign-in failure counts)."""
+        return f"{self.prefix}web:{kind}:{name}"
+
+    def label(self, request_id: str) -> str:
+        """String: the latest label (``correct``/``incorrect``) put on a decided request."""
+        return f"{self.prefix}label:{request_id}"
+
+    @property
+    def canaries(self) -> str:
+        """Set: the ids of canary requests (synthetic, should be rejected); their decisions are
+        delivered to no agent. Written before the canary is submitted."""
+        return f"{self.prefix}canaries"
+
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""
         return f"{self.prefix}req:{request_id}"

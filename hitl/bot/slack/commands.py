@@ -26,6 +26,7 @@ from hitl.bot.slack.context import SlackContext
 from hitl.bot.slack.payloads import SlashCommand
 from hitl.errors import HitlError, NotFound, RefusedAttempt
 from hitl.handlers import pending
+from hitl.handlers.metrics import governance_of, stats, stats_lines
 from hitl.models import Risk
 
 __all__ = ["USAGE", "Parsed", "parse", "register", "run"]
@@ -181,6 +182,9 @@ async def stats_text(ctx: SlackContext, reviewer_id: str) -> str:
         f"{ctx.dispatcher.backlog(ctx.channel.name)} waiting to be posted), {s.updated} updates, "
         f"{d.rate_limited} rate-limited calls, {d.retried} retries"
     )
+    figures = await ctx.run(lambda: stats(ctx.store, governance=governance_of(ctx.authority)))
+    lines.append("*Governance*")
+    lines += [esc(line) for line in stats_lines(figures)[:-1]]  # the pending line is above
     return "\n".join(lines)
 
 
