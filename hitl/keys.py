@@ -18,6 +18,11 @@ Files (JSON, written with mode 0600 for private keys)::
     {"format": "hitl-public-keys/1", "keys": [{"kid": "k-1a2b3c4d", "public": "<base64>"}]}
 
 ``HITL_PUBLIC_KEY`` may also hold ``kid:base64`` pairs separated by commas.
+
+The arithmetic is libsodium's (PyNaCl): Ed25519 is deterministic, so its signatures are byte for
+byte those of any other implementation (the tests check them with ``cryptography``'s OpenSSL
+one), and it verifies in about half the time OpenSSL takes - an agent pays one verification per
+decision it waits for.
 """
 
 from __future__ import annotations
@@ -32,14 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 from hitl.errors import ConfigError
 
@@ -63,20 +62,16 @@ def _unb64(text: str, what: str) -> bytes:
     return raw
 
 
-def _public_raw(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def key_id(public: Ed25519PublicKey) -> str:
+def key_id(public: VerifyKey) -> str:
     """A short, stable id derived from the public key: ``k-`` and 12 hex digits."""
-    return "k-" + hashlib.sha256(_public_raw(public)).hexdigest()[:12]
+    return "k-" + hashlib.sha256(bytes(public)).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
 class PublicKeys:
     """Keys that verify signatures (by key id). Holding them lets nobody sign anything."""
 
-    keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    keys: dict[str, VerifyKey] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.keys)
@@ -91,8 +86,8 @@ class PublicKeys:
         if key is None:
             return False
         try:
-            key.verify(base64.b64decode(signature, validate=True), data)
-        except (InvalidSignature, binascii.Error, ValueError):
+            key.verify(data, base64.b64decode(signature, validate=True))
+        except (BadSignatureError, binascii.Error, ValueError):
             return False
         return True
 
@@ -102,14 +97,12 @@ class PublicKeys:
     def to_json(self) -> dict[str, Any]:
         return {
             "format": PUBLIC_FORMAT,
-            "keys": [
-                {"kid": k, "public": _b64(_public_raw(v))} for k, v in sorted(self.keys.items())
-            ],
+            "keys": [{"kid": k, "public": _b64(bytes(v))} for k, v in sorted(self.keys.items())],
         }
 
     def to_env(self) -> str:
         """The ``HITL_PUBLIC_KEY`` value: ``kid:base64`` pairs separated by commas."""
-        return ",".join(f"{k}:{_b64(_public_raw(v))}" for k, v in sorted(self.keys.items()))
+        return ",".join(f"{k}:{_b64(bytes(v))}" for k, v in sorted(self.keys.items()))
 
     @classmethod
     def parse(cls, text: str, source: str = "HITL_PUBLIC_KEY") -> PublicKeys:
@@ -121,12 +114,12 @@ class PublicKeys:
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"{source}: not JSON: {exc}") from None
             return cls.from_json(data, source)
-        keys: dict[str, Ed25519PublicKey] = {}
+        keys: dict[str, VerifyKey] = {}
         for part in filter(None, (p.strip() for p in text.replace("\n", ",").split(","))):
             kid, sep, value = part.partition(":")
             if not sep:
                 raise ConfigError(f"{source}: expected kid:base64, got {part[:40]!r}")
-            key = Ed25519PublicKey.from_public_bytes(_unb64(value, f"{source} key {kid}"))
+            key = VerifyKey(_unb64(value, f"{source} key {kid}"))
             keys[kid.strip()] = key
         if not keys:
             raise ConfigError(f"{source} holds no keys")
@@ -137,12 +130,12 @@ class PublicKeys:
         entries = data.get("keys") if isinstance(data, dict) else None
         if not isinstance(entries, list) or not entries:
             raise ConfigError(f"{source}: expected {{'keys': [{{'kid', 'public'}}, ...]}}")
-        keys: dict[str, Ed25519PublicKey] = {}
+        keys: dict[str, VerifyKey] = {}
         for entry in entries:
             if not isinstance(entry, dict) or not {"kid", "public"} <= entry.keys():
                 raise ConfigError(f"{source}: every key needs 'kid' and 'public'")
             raw = _unb64(str(entry["public"]), f"{source} key {entry['kid']}")
-            keys[str(entry["kid"])] = Ed25519PublicKey.from_public_bytes(raw)
+            keys[str(entry["kid"])] = VerifyKey(raw)
         return cls(keys)
 
     @classmethod
@@ -159,19 +152,19 @@ class KeyRing:
     """Private signing keys by id; ``active`` signs, the others still verify (rotation)."""
 
     active: str
-    keys: dict[str, Ed25519PrivateKey]
+    keys: dict[str, SigningKey]
     created: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def generate(cls) -> KeyRing:
-        key = Ed25519PrivateKey.generate()
-        kid = key_id(key.public_key())
+        key = SigningKey.generate()
+        kid = key_id(key.verify_key)
         return cls(kid, {kid: key}, {kid: _now()})
 
     def rotated(self) -> KeyRing:
         """A new active key; the previous ones stay so earlier signatures keep verifying."""
-        key = Ed25519PrivateKey.generate()
-        kid = key_id(key.public_key())
+        key = SigningKey.generate()
+        kid = key_id(key.verify_key)
         return KeyRing(kid, {**self.keys, kid: key}, {**self.created, kid: _now()})
 
     def retired(self, kid: str) -> KeyRing:
@@ -185,10 +178,10 @@ class KeyRing:
 
     def sign(self, data: bytes) -> tuple[str, str]:
         """``(key id, base64 signature)`` of ``data`` with the active key."""
-        return self.active, _b64(self.keys[self.active].sign(data))
+        return self.active, _b64(self.keys[self.active].sign(data).signature)
 
     def public(self) -> PublicKeys:
-        return PublicKeys({kid: key.public_key() for kid, key in self.keys.items()})
+        return PublicKeys({kid: key.verify_key for kid, key in self.keys.items()})
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -199,10 +192,8 @@ class KeyRing:
             "keys": [
                 {
                     "kid": kid,
-                    "private": _b64(
-                        key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-                    ),
-                    "public": _b64(_public_raw(key.public_key())),
+                    "private": _b64(bytes(key)),
+                    "public": _b64(bytes(key.verify_key)),
                     "created": self.created.get(kid, ""),
                 }
                 for kid, key in sorted(self.keys.items())
@@ -216,14 +207,14 @@ class KeyRing:
                 f"{source} is not a hitl keyring (expected format {KEYRING_FORMAT!r}; "
                 "create one with `hitl keys generate FILE`)"
             )
-        keys: dict[str, Ed25519PrivateKey] = {}
+        keys: dict[str, SigningKey] = {}
         created: dict[str, str] = {}
         for entry in data.get("keys") or []:
             if not isinstance(entry, dict) or not {"kid", "private"} <= entry.keys():
                 raise ConfigError(f"{source}: every key needs 'kid' and 'private'")
             kid = str(entry["kid"])
             raw = _unb64(str(entry["private"]), f"{source} key {kid}")
-            keys[kid] = Ed25519PrivateKey.from_private_bytes(raw)
+            keys[kid] = SigningKey(raw)
             created[kid] = str(entry.get("created", ""))
         active = str(data.get("active", ""))
         if active not in keys:

@@ -343,7 +343,7 @@ def test_modify_fields_without_schema_follow_the_values() -> None:
     rec = record(params={"n": 3, "x": 1.5, "ok": True, "when": "2025-01-02", "s": "hi",
                          "tags": ["a"]})  # fmt: skip
     kinds = {f.name: f.kind for f in md.modify_fields(rec)}
-    expected = {"n": "integer", "x": "number", "ok": "checkbox", "when": "date", "s": "text",
+    expected = {"n": "integer", "x": "number", "ok": "boolean", "when": "date", "s": "text",
                 "tags": "json"}  # fmt: skip
     assert expected == kinds
 
@@ -407,12 +407,13 @@ def test_parse_modify_select_and_integer_coercion() -> None:
 
 
 def test_schema_errors_land_on_the_param() -> None:
-    """``(path, message)`` pairs from validation map to the param's input block."""
-    rec = record()
-    errors = md.schema_errors(rec, [("amount", "300 is greater than 200"), ("params", "bad")],
-                              {"amount": 300})  # fmt: skip
-    assert "300 is greater than 200" in errors["p:amount"]
-    assert "params: bad" in errors["p:amount"]
+    """What the decision would refuse lands on the input of the param it is about."""
+    schema = {"type": "object", "properties": {"amount": {"type": "number", "maximum": 200},
+                                               "order_id": {"type": "string"}}}  # fmt: skip
+    rec = record(param_schema=schema, params={"order_id": "A-1002", "amount": 150.0})
+    errors = md.schema_errors(rec, {"amount": 300})
+    assert "300 is greater than the maximum of 200" in errors["p:amount"]
+    assert {} == md.schema_errors(rec, {"amount": 190})
 
 
 # -- /hitl pending -----------------------------------------------------------------------------

@@ -13,11 +13,7 @@ params and per-input errors::
 from __future__ import annotations
 
 import json
-import math
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from slack_sdk.models.blocks import (
     Block,
@@ -36,6 +32,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from hitl.bot.cards import CardView, card_view, format_value
+from hitl.bot.fields import FieldSpec, check_edits, field_specs, finite_number, read_edits
 from hitl.bot.slack.blocks import (
     DIGEST_REJECT_VIEW,
     MAX_BLOCK_ID,
@@ -59,8 +56,10 @@ from hitl.bot.slack.blocks import (
 from hitl.models import RequestRecord
 from hitl.queue.digest import Digest
 
+JSON_HINT = 'JSON (e.g. 12, "text", [1, 2] or {"k": 1})'
+
 __all__ = [
-    "FieldSpec",
+    "block_id",
     "full_text",
     "full_text_view",
     "modify_fields",
@@ -69,6 +68,7 @@ __all__ = [
     "digest_reject_view",
     "reject_view",
     "schema_errors",
+    "why_not_editable",
 ]
 
 
@@ -238,132 +238,51 @@ def digest_reject_view(digest: Digest, waiting: int, metadata: str) -> dict[str,
 
 # -- modify ------------------------------------------------------------------------------------
 
-Kind = Literal["integer", "number", "text", "select", "checkbox", "date", "json"]
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_MISSING: Any = object()
+
+def block_id(spec: FieldSpec) -> str:
+    """The modal input block of a parameter."""
+    return "p:" + spec.name
 
 
-@dataclass(frozen=True)
-class FieldSpec:
-    """One typed input of the Modify modal, derived from ``param_schema`` (or the value)."""
-
-    name: str
-    kind: Kind
-    label: str
-    initial: Any
-    hint: str = ""
-    options: tuple[Any, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    max_length: int | None = None
-    editable: bool = True
-    why_not: str = ""
-    present: bool = True
-    """The param has a value now (an absent optional one may be added)."""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def block_id(self) -> str:
-        return "p:" + self.name
-
-
-def _schema_type(prop: dict[str, Any]) -> str | None:
-    t = prop.get("type")
-    if isinstance(t, list):
-        t = next((x for x in t if x != "null"), None)
-    return t if isinstance(t, str) else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _kind(prop: dict[str, Any], value: Any) -> Kind:
-    enum = prop.get("enum")
-    if (
-        isinstance(enum, list)
-        and 0 < len(enum) <= MAX_OPTIONS
-        and all(len(json.dumps(v, ensure_ascii=False)) <= MAX_OPTION_VALUE for v in enum)
-    ):
-        return "select"
-    t = _schema_type(prop)
-    if t is None and value is not _MISSING and value is not None:
-        t = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(type(value))
-    if t == "boolean":
-        return "checkbox"
-    if t == "integer":
-        return "integer"
-    if t == "number":
-        return "number"
-    if t == "string":
-        fmt = prop.get("format")
-        if fmt == "date" or (fmt is None and isinstance(value, str) and _DATE.match(value)):
-            return "date"
-        return "text"
-    return "json"
-
-
-def _spec(name: str, prop: dict[str, Any], value: Any) -> FieldSpec:
-    present = value is not _MISSING
-    initial = value if present else None
-    kind = _kind(prop, value)
-    title = prop.get("title")
-    label = title if isinstance(title, str) and title else name
-    description = prop.get("description")
-    hint = description if isinstance(description, str) else ""
-    why_not = ""
-    if len(FieldSpec(name, kind, label, initial).block_id) > MAX_BLOCK_ID:
-        why_not = "its name is too long for a form"
-    if kind in ("integer", "number") and initial is not None and _number(initial) is None:
-        kind = "json"
-    if (
-        kind == "date"
-        and initial is not None
-        and not (isinstance(initial, str) and _DATE.match(initial))
-    ):
-        kind = "text" if isinstance(initial, str) else "json"
-    if kind == "text" and initial is not None and not isinstance(initial, str):
-        kind = "json"
-    if kind == "text" and isinstance(initial, str) and len(initial) > MAX_INPUT:
-        why_not = f"its value is {len(initial)} characters (a form field holds {MAX_INPUT})"
-    if kind == "json" and initial is not None:
-        size = len(json.dumps(initial, indent=1, ensure_ascii=False))
-        if size > MAX_INPUT:
-            why_not = f"its value is {size} characters of JSON (a form field holds {MAX_INPUT})"
-    if kind == "json" and not hint:
-        hint = 'JSON (e.g. 12, "text", [1, 2] or {"k": 1})'
-    max_length = prop.get("maxLength")
-    return FieldSpec(
-        name=name,
-        kind=kind,
-        label=label,
-        initial=initial,
-        hint=hint,
-        options=tuple(prop.get("enum") or ()) if kind == "select" else (),
-        minimum=_number(prop.get("minimum")),
-        maximum=_number(prop.get("maximum")),
-        max_length=max_length if isinstance(max_length, int) and max_length > 0 else None,
-        editable=not why_not,
-        why_not=why_not,
-        present=present,
+def _select(spec: FieldSpec) -> bool:
+    """A ``choice`` Slack can show as a select (else it is typed, and checked, as text)."""
+    return 0 < len(spec.options) <= MAX_OPTIONS and all(
+        len(json.dumps(v, ensure_ascii=False)) <= MAX_OPTION_VALUE for v in spec.options
     )
 
 
+def _as_text(spec: FieldSpec) -> bool:
+    """The input is plain text (not JSON): text, and a long choice whose value is text."""
+    return spec.kind == "text" or (
+        spec.kind == "choice" and not _select(spec) and isinstance(spec.initial, str | None)
+    )
+
+
+def _as_json(spec: FieldSpec) -> bool:
+    """The input is JSON text: a value of no simpler kind, or a long choice of non-text."""
+    return spec.kind == "json" or (
+        spec.kind == "choice" and not _select(spec) and not _as_text(spec)
+    )
+
+
+def why_not_editable(spec: FieldSpec) -> str:
+    """Why a parameter cannot be edited in the modal ('' when it can)."""
+    if len(block_id(spec)) > MAX_BLOCK_ID:
+        return "its name is too long for a form"
+    init = spec.initial
+    if _as_text(spec) and isinstance(init, str) and len(init) > MAX_INPUT:
+        return f"its value is {len(init)} characters (a form field holds {MAX_INPUT})"
+    if _as_json(spec) and init is not None:
+        size = len(json.dumps(init, indent=1, ensure_ascii=False))
+        if size > MAX_INPUT:
+            return f"its value is {size} characters of JSON (a form field holds {MAX_INPUT})"
+    return ""
+
+
 def modify_fields(record: RequestRecord) -> list[FieldSpec]:
-    """One field per parameter: the schema's properties in order, then params it does not name."""
-    schema = record.request.param_schema or {}
-    props = schema.get("properties") if isinstance(schema, dict) else None
-    props = props if isinstance(props, dict) else {}
-    names = list(props) + [n for n in record.params if n not in props]
-    out: list[FieldSpec] = []
-    for name in names:
-        prop = props.get(name)
-        out.append(
-            _spec(name, prop if isinstance(prop, dict) else {}, record.params.get(name, _MISSING))
-        )
-    return out
+    """The parameters the modal can edit (see :func:`why_not_editable` for the others)."""
+    specs = field_specs(record.params, record.request.param_schema)
+    return [s for s in specs if not why_not_editable(s)]
 
 
 def _option(value: Any) -> Option:
@@ -376,7 +295,7 @@ def _option(value: Any) -> Option:
 def _element(spec: FieldSpec) -> Any:
     init = spec.initial
     if spec.kind in ("integer", "number"):
-        number = _number(init)
+        number = finite_number(init)
         initial: str | None = None
         if number is not None:
             initial = str(int(number)) if spec.kind == "integer" else repr(init)
@@ -387,7 +306,7 @@ def _element(spec: FieldSpec) -> Any:
             min_value=_num_text(spec.minimum, spec.kind),
             max_value=_num_text(spec.maximum, spec.kind),
         )
-    if spec.kind == "select":
+    if spec.kind == "choice" and _select(spec):
         options = [_option(v) for v in spec.options]
         chosen = [o for o, v in zip(options, spec.options, strict=True) if v == init]
         return StaticSelectElement(
@@ -396,14 +315,14 @@ def _element(spec: FieldSpec) -> Any:
             initial_option=chosen[0] if chosen else None,
             placeholder=_plain("Choose", 150),
         )
-    if spec.kind == "checkbox":
+    if spec.kind == "boolean":
         yes = Option(value="true", text=_plain("Yes", MAX_OPTION))
         return CheckboxesElement(
             action_id=VALUE, options=[yes], initial_options=[yes] if init is True else None
         )
     if spec.kind == "date":
         return DatePickerElement(action_id=VALUE, initial_date=init if init else None)
-    if spec.kind == "text":
+    if _as_text(spec):
         text = init if isinstance(init, str) else ""
         limit = MAX_INPUT
         if spec.max_length is not None and spec.max_length >= len(text):
@@ -428,18 +347,19 @@ def _num_text(value: float | None, kind: str) -> str | None:
 
 def modify_view(record: RequestRecord, metadata: str) -> dict[str, Any]:
     """The Modify modal: one typed input per parameter, an optional reason."""
-    specs = modify_fields(record)
+    specs = field_specs(record.params, record.request.param_schema)
     room = MAX_VIEW_BLOCKS - 4
     blocks: list[Block] = [_summary_block(record)]
     skipped: list[str] = []
     for spec in specs:
-        if not spec.editable or len(blocks) > room:
-            skipped.append(spec.name + (f" ({spec.why_not})" if spec.why_not else ""))
+        why_not = why_not_editable(spec)
+        if why_not or len(blocks) > room:
+            skipped.append(spec.name + (f" ({why_not})" if why_not else ""))
             continue
-        hint = spec.hint
+        hint = spec.description or (JSON_HINT if _as_json(spec) else "")
         blocks.append(
             InputBlock(
-                block_id=spec.block_id,
+                block_id=block_id(spec),
                 label=_plain(spec.label, MAX_LABEL),
                 hint=_plain(hint, MAX_LABEL) if hint else None,
                 element=_element(spec),
@@ -481,53 +401,18 @@ def modify_view(record: RequestRecord, metadata: str) -> dict[str, Any]:
     return out
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    na, nb = _number(a), _number(b)
-    if na is not None and nb is not None:
-        return na == nb
-    return type(a) is type(b) and bool(a == b)
-
-
-def _parse_one(spec: FieldSpec, state: dict[str, Any]) -> tuple[Any, str]:
-    """``(value, error)``; value is ``_MISSING`` when the field was left empty."""
-    if spec.kind == "checkbox":
-        return bool(state.get("selected_options")), ""
-    if spec.kind == "select":
-        option = state.get("selected_option")
-        if not option:
-            return _MISSING, ""
-        try:
-            return json.loads(option.get("value", "")), ""
-        except ValueError:
-            return _MISSING, "choose one of the options"
+def _raw(spec: FieldSpec, state: dict[str, Any]) -> Any:
+    """What the input sent, as :func:`~hitl.bot.fields.coerce` reads it (None: left empty)."""
+    if spec.kind == "boolean":
+        return bool(state.get("selected_options"))
     if spec.kind == "date":
-        chosen = state.get("selected_date")
-        return (chosen, "") if chosen else (_MISSING, "")
+        return state.get("selected_date")
+    if spec.kind == "choice" and _select(spec):
+        option = state.get("selected_option")
+        return option.get("value") if isinstance(option, dict) else None
     raw = state.get("value")
-    if raw is None or (spec.kind != "text" and not str(raw).strip()):
-        return _MISSING, ""
-    if spec.kind == "text":
-        return str(raw), ""
-    if spec.kind in ("integer", "number"):
-        try:
-            number = float(raw)
-        except ValueError:
-            return _MISSING, f"{raw!r} is not a number"
-        if not math.isfinite(number):
-            return _MISSING, "enter a finite number"
-        if spec.kind == "integer":
-            if number != int(number):
-                return _MISSING, "enter a whole number"
-            return int(number), ""
-        if isinstance(spec.initial, int) and number == int(number):
-            return int(number), ""
-        return number, ""
-    try:
-        return json.loads(raw), ""
-    except ValueError as exc:
-        return _MISSING, clip(f"not valid JSON: {exc}", 300)
+    # Slack sends null for an emptied text input: the reviewer cleared it.
+    return "" if raw is None and spec.kind == "text" else raw
 
 
 def parse_modify(
@@ -535,48 +420,27 @@ def parse_modify(
 ) -> tuple[dict[str, Any], dict[str, str], str]:
     """The params a reviewer changed, the errors per block id, and their reason.
 
-    ``values`` is ``view.state.values`` of a ``view_submission``. A field left empty keeps a
-    param that has a value unchanged only if it had none; emptying a number or a date is an
-    error (say what to enter instead of silently dropping the edit).
+    ``values`` is ``view.state.values`` of a ``view_submission``; the typing and the rules for
+    emptied inputs are :func:`hitl.bot.fields.read_edits`'.
     """
-    changed: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    editable = [s for s in modify_fields(record) if s.editable and s.block_id in values]
+    editable = [s for s in modify_fields(record) if block_id(s) in values]
+    submitted: dict[str, Any] = {}
     for spec in editable:
-        state = values.get(spec.block_id, {}).get(VALUE, {})
-        value, error = _parse_one(spec, state if isinstance(state, dict) else {})
-        if error:
-            errors[spec.block_id] = error
-            continue
-        if value is _MISSING:
-            if spec.present and spec.initial is not None and spec.kind != "text":
-                errors[spec.block_id] = "this parameter needs a value (it cannot be emptied)"
-            continue
-        if spec.present and _same(value, spec.initial):
-            continue
-        if not spec.present and spec.kind == "checkbox" and value is False:
-            continue
-        changed[spec.name] = value
+        state = values.get(block_id(spec), {}).get(VALUE, {})
+        submitted[spec.name] = _raw(spec, state if isinstance(state, dict) else {})
+    edits = read_edits(editable, submitted)
+    errors = {"p:" + name: clip(problem, 300) for name, problem in edits.errors.items()}
     reason_state = values.get(REASON_BLOCK, {}).get(VALUE, {})
     reason = str(reason_state.get("value") or "") if isinstance(reason_state, dict) else ""
-    if not changed and not errors and editable:
-        errors[editable[0].block_id] = (
+    if not edits.changed and not errors and editable:
+        errors[block_id(editable[0])] = (
             "Nothing was changed: edit a value, or close this form and click Approve."
         )
-    return changed, errors, reason
+    return edits.changed, errors, reason
 
 
-def schema_errors(
-    record: RequestRecord, pairs: Sequence[tuple[str, str]], changed: dict[str, Any]
-) -> dict[str, str]:
-    """Validation errors (``(field path, message)``) placed on the input they are about."""
-    specs = {s.name: s for s in modify_fields(record) if s.editable}
-    errors: dict[str, str] = {}
-    fallback = next(iter(specs[n].block_id for n in changed if n in specs), None)
-    fallback = fallback or next((s.block_id for s in specs.values()), REASON_BLOCK)
-    for path, message in pairs:
-        head = path.split(".", 1)[0]
-        block = specs[head].block_id if head in specs else fallback
-        text = message if head in specs else f"{path}: {message}"
-        errors[block] = clip(f"{errors[block]}; {text}" if block in errors else text, 500)
-    return errors
+def schema_errors(record: RequestRecord, changed: dict[str, Any]) -> dict[str, str]:
+    """What the decision would refuse in ``changed``, placed on the input it is about."""
+    specs = modify_fields(record)
+    found = check_edits(record, specs, changed)
+    return {("p:" + name if name else REASON_BLOCK): clip(m, 500) for name, m in found.items()}

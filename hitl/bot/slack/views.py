@@ -24,10 +24,9 @@ from hitl.bot.slack.blocks import (
     decided_line,
 )
 from hitl.bot.slack.context import SlackContext, params_hash
-from hitl.bot.slack.modals import modify_fields, parse_modify, schema_errors
+from hitl.bot.slack.modals import block_id, modify_fields, parse_modify, schema_errors
 from hitl.bot.slack.payloads import ViewSubmission
-from hitl.errors import HitlError, InvalidRequest, NotFound, RefusedAttempt
-from hitl.handlers import validate_params
+from hitl.errors import HitlError, NotFound, RefusedAttempt
 from hitl.handlers.batch import decide_digest
 from hitl.handlers.decisions import MAX_REASON
 from hitl.models import State
@@ -130,7 +129,7 @@ async def on_modify(ctx: SlackContext, submission: ViewSubmission, ack: AsyncAck
         await ack()
         await _attempt(ctx, submission, "Not modified", ctx.precheck, meta.id, reviewer, "modify")
         return
-    first = next((s.block_id for s in modify_fields(record) if s.editable), REASON_BLOCK)
+    first = next((block_id(s) for s in modify_fields(record)), REASON_BLOCK)
     if meta.params_hash and meta.params_hash != params_hash(record.params):
         await ack(
             response_action="errors",
@@ -141,11 +140,7 @@ async def on_modify(ctx: SlackContext, submission: ViewSubmission, ack: AsyncAck
         )
         return
     changed, errors, reason = parse_modify(record, submission.values)
-    if not errors:
-        try:
-            validate_params(record, changed)
-        except InvalidRequest as exc:
-            errors = schema_errors(record, exc.errors or [("params", str(exc))], changed)
+    errors = errors or schema_errors(record, changed)
     if not errors and len(reason) > MAX_REASON:
         errors = {REASON_BLOCK: f"Keep it under {MAX_REASON} characters."}
     if errors:

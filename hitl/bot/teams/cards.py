@@ -17,17 +17,15 @@ about 28 KB).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from hitl.bot.cards import CardView, card_view, format_time, format_value
+from hitl.bot.fields import FieldSpec, check_edits, field_specs, finite_number, read_edits
 from hitl.errors import InvalidRequest
 from hitl.models import RequestRecord, Risk
 
@@ -44,12 +42,10 @@ __all__ = [
     "SCHEMA_URL",
     "TRUNCATED",
     "VERBS",
-    "EditField",
     "TeamsAction",
     "approval_card",
     "card_size",
     "clip",
-    "edit_fields",
     "parse_action",
     "request_id_of",
 ]
@@ -79,8 +75,6 @@ REJECT_REASON = "reject.reason"
 MODIFY_REASON = "modify.reason"
 
 Json = dict[str, Any]
-Kind = Literal["integer", "number", "boolean", "choice", "text", "json"]
-_MISSING: Any = object()
 
 
 @dataclass(frozen=True)
@@ -175,104 +169,21 @@ def card_size(card: Mapping[str, Any]) -> int:
     return len(json.dumps(card, ensure_ascii=False, separators=(",", ":")).encode())
 
 
-# -- the Modify form's fields ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EditField:
-    """One typed input of the Modify form, from ``param_schema`` (or from the current value)."""
-
-    name: str
-    kind: Kind
-    label: str
-    value: Any
-    """The current value; ``_MISSING`` for a schema property the params do not have yet."""
-    options: tuple[Any, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-    max_length: int | None = None
-    pattern: str | None = None
-
-    @property
-    def input_id(self) -> str:
-        return PARAM_PREFIX + self.name
-
-    @property
-    def present(self) -> bool:
-        return self.value is not _MISSING
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _schema_type(prop: Mapping[str, Any]) -> str | None:
-    kind = prop.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), None)
-    return kind if isinstance(kind, str) else None
-
-
-def _kind(prop: Mapping[str, Any], value: Any) -> Kind:
-    enum = prop.get("enum")
-    if isinstance(enum, list) and enum:
-        return "choice"
-    kind = _schema_type(prop)
-    if kind is None and value is not _MISSING:
-        kind = {bool: "boolean", int: "integer", float: "number", str: "string"}.get(type(value))
-    present = value is not _MISSING and value is not None
-    if kind in ("integer", "number") and (not present or _number(value) is not None):
-        return "integer" if kind == "integer" else "number"
-    if kind == "boolean" and (not present or isinstance(value, bool)):
-        return "boolean"
-    if kind == "string" and (not present or isinstance(value, str)):
-        return "text"
-    return "json"
-
-
-def edit_fields(params: Mapping[str, Any], schema: Mapping[str, Any] | None) -> list[EditField]:
-    """One field per parameter: the schema's properties in order, then params it does not name."""
-    props = schema.get("properties") if isinstance(schema, Mapping) else None
-    props = props if isinstance(props, Mapping) else {}
-    out: list[EditField] = []
-    for name in [*props, *(n for n in params if n not in props)]:
-        prop = props.get(name)
-        prop = prop if isinstance(prop, Mapping) else {}
-        value = params.get(name, _MISSING)
-        kind = _kind(prop, value)
-        title = prop.get("title")
-        max_length = prop.get("maxLength")
-        pattern = prop.get("pattern")
-        out.append(
-            EditField(
-                name=name,
-                kind=kind,
-                label=title if isinstance(title, str) and title else name,
-                value=value,
-                options=tuple(prop["enum"]) if kind == "choice" else (),
-                minimum=_number(prop.get("minimum")),
-                maximum=_number(prop.get("maximum")),
-                max_length=max_length if isinstance(max_length, int) and max_length > 0 else None,
-                pattern=pattern if isinstance(pattern, str) else None,
-            )
-        )
-    return out
+# -- the Modify form ----------------------------------------------------------------------------
 
 
 def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _input(spec: EditField, limits: _Limits) -> Json | None:
+def _input(spec: FieldSpec, limits: _Limits) -> Json | None:
     """The input for ``spec``, or None when its current value is too long to edit in a card."""
-    value = spec.value if spec.present else None
+    value = spec.initial
     label = clip(spec.label, 100)
-    base: Json = {"id": spec.input_id, "label": label}
+    base: Json = {"id": PARAM_PREFIX + spec.name, "label": label}
     if spec.kind in ("integer", "number"):
         element: Json = {"type": "Input.Number", **base}
-        number = _number(value)
+        number = finite_number(value)
         if number is not None:
             element["value"] = int(number) if spec.kind == "integer" else value
         if spec.minimum is not None:
@@ -290,6 +201,8 @@ def _input(spec: EditField, limits: _Limits) -> Json | None:
             "valueOn": "true",
             "valueOff": "false",
         }
+    if spec.kind == "date":
+        return {"type": "Input.Date", **base, "value": value or ""}
     if spec.kind == "choice" and len(spec.options) <= limits.choices:
         choices = [
             {"title": clip(format_value(o), 100), "value": _json_text(o)} for o in spec.options
@@ -323,7 +236,7 @@ def _input(spec: EditField, limits: _Limits) -> Json | None:
     return element
 
 
-def _modify_card(view: CardView, fields: list[EditField], limits: _Limits) -> Json | None:
+def _modify_card(view: CardView, fields: list[FieldSpec], limits: _Limits) -> Json | None:
     """The Modify form (one input per editable param, a reason), or None: nothing fits."""
     inputs: list[Json] = []
     skipped: list[str] = []
@@ -373,7 +286,7 @@ def _execute(title: str, verb: str, request_id: str, **extra: Any) -> Json:
     }
 
 
-def _actions(view: CardView, fields: list[EditField], limits: _Limits) -> list[Json]:
+def _actions(view: CardView, fields: list[FieldSpec], limits: _Limits) -> list[Json]:
     rid = view.request_id
     if view.critical:
         confirm = {
@@ -502,7 +415,7 @@ def _status(view: CardView, limits: _Limits) -> list[Json]:
 
 def _build(
     view: CardView,
-    fields: list[EditField],
+    fields: list[FieldSpec],
     limits: _Limits,
     *,
     notice: str,
@@ -595,7 +508,7 @@ def approval_card(
         param_schema = view_or_record.request.param_schema
     else:
         view = view_or_record
-    fields = edit_fields(view.params, param_schema)
+    fields = field_specs(view.params, param_schema)
     card: Json = {}
     for limits in _TIERS:
         card = _build(view, fields, limits, notice=notice, buttons=buttons, refresh_for=refresh_for)
@@ -625,63 +538,6 @@ def request_id_of(data: Mapping[str, Any]) -> str:
     if not isinstance(rid, str) or not rid:
         raise InvalidRequest("the card action carries no request id: it is not a hitl card")
     return rid
-
-
-def _typed(spec: EditField, raw: Any) -> Any:
-    """``raw`` (Teams sends inputs as strings) as ``spec``'s type; ``_MISSING`` when empty."""
-    if raw is None or (spec.kind != "text" and isinstance(raw, str) and not raw.strip()):
-        return _MISSING
-    if spec.kind == "text":
-        if raw == "" and (not spec.present or spec.value is None):
-            return _MISSING
-        if not isinstance(raw, str):
-            raise ValueError("expected text")
-        return raw
-    if spec.kind == "boolean":
-        if isinstance(raw, bool):
-            return raw
-        if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-            return raw.strip().lower() == "true"
-        raise ValueError(f"{clip(str(raw), 40)!r} is not true or false")
-    if spec.kind in ("integer", "number"):
-        number = _number(raw)
-        if number is None:
-            try:
-                number = float(raw) if isinstance(raw, str) else None
-            except ValueError:
-                number = None
-        if number is None or not math.isfinite(number):
-            raise ValueError(f"{clip(str(raw), 40)!r} is not a number")
-        if spec.kind == "integer" or (isinstance(spec.value, int) and number == int(number)):
-            if number != int(number):
-                raise ValueError(f"{clip(str(raw), 40)!r} is not a whole number")
-            return int(number)
-        return number
-    if spec.kind == "choice":
-        candidates: list[Any] = [raw]
-        if isinstance(raw, str):
-            with contextlib.suppress(ValueError):
-                candidates.insert(0, json.loads(raw))
-        for value in candidates:
-            if any(_same(value, option) for option in spec.options):
-                return value
-        shown = ", ".join(format_value(o) for o in spec.options[:10])
-        raise ValueError(f"{clip(str(raw), 40)!r} is not one of: {clip(shown, 200)}")
-    if not isinstance(raw, str):
-        return raw
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"not valid JSON ({exc})") from None
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    na, nb = _number(a), _number(b)
-    if na is not None and nb is not None:
-        return na == nb
-    return type(a) is type(b) and bool(a == b)
 
 
 def parse_action(data: Mapping[str, Any], record: RequestRecord) -> TeamsAction:
@@ -723,48 +579,16 @@ def parse_action(data: Mapping[str, Any], record: RequestRecord) -> TeamsAction:
 
 
 def _changed(record: RequestRecord, submitted: Mapping[str, Any]) -> dict[str, Any]:
-    fields = {f.name: f for f in edit_fields(record.params, record.request.param_schema)}
-    unknown = [n for n in submitted if n not in fields]
-    if unknown:
-        known = ", ".join(fields) or "none"
-        raise InvalidRequest(
-            f"unknown parameter {clip(unknown[0], 60)!r}: this request's parameters are "
-            f"{clip(known, 300)}",
-            [(PARAM_PREFIX + n, "unknown parameter") for n in unknown],
-        )
-    changed: dict[str, Any] = {}
-    errors: list[tuple[str, str]] = []
-    for name, raw in submitted.items():
-        spec = fields[name]
-        try:
-            value = _typed(spec, raw)
-        except ValueError as exc:
-            errors.append((spec.input_id, str(exc)))
-            continue
-        if value is _MISSING:
-            if spec.present and spec.value is not None:
-                errors.append((spec.input_id, "needs a value (it cannot be emptied)"))
-            continue
-        if not spec.present and spec.kind == "boolean" and value is False:
-            continue  # an unticked toggle for a param the request does not have
-        if not (spec.present and _same(value, spec.value)):
-            changed[name] = value
-    if errors:
-        where, problem = errors[0]
-        raise InvalidRequest(f"{where}: {problem}", errors)
-    if not changed:
+    specs = field_specs(record.params, record.request.param_schema)
+    edits = read_edits(specs, submitted)
+    errors = edits.errors
+    if not errors and not edits.changed:
         raise InvalidRequest("nothing was changed: edit a value, or use Approve instead")
-    schema = record.request.param_schema
-    if schema is not None:
-        merged = {**record.params, **changed}
-        found = sorted(
-            jsonschema.Draft202012Validator(schema).iter_errors(merged),
-            key=lambda e: list(e.absolute_path),
-        )
-        if found:
-            pairs = [
-                (PARAM_PREFIX + ".".join(str(p) for p in e.absolute_path), e.message) for e in found
-            ]
-            where, problem = pairs[0]
-            raise InvalidRequest(f"{where}: {clip(problem, 300)}", pairs)
-    return changed
+    errors = errors or check_edits(record, specs, edits.changed)
+    if errors:
+        pairs = [
+            (PARAM_PREFIX + name if name else "params", clip(m, 300)) for name, m in errors.items()
+        ]
+        where, problem = pairs[0]
+        raise InvalidRequest(f"{where}: {problem}", pairs)
+    return edits.changed

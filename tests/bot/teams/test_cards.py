@@ -24,10 +24,17 @@ from hitl.errors import InvalidRequest
 from hitl.models import Outcome, RequestRecord, Risk, Verdict, VerdictKind, Vote
 from tests.bot.test_blocks import ALICE, BOB, big_record, decided, record
 
-SCHEMA = (
-    Path(__file__).resolve().parents[3] / ".." / "shared" / "schemas" / "adaptive-card-1.5.json"
+_REPO = Path(__file__).resolve().parents[3]
+SCHEMA = next(
+    (
+        path
+        for path in (d / "shared" / "schemas" / "adaptive-card-1.5.json" for d in _REPO.parents)
+        if path.is_file()
+    ),
+    _REPO.parent / "shared" / "schemas" / "adaptive-card-1.5.json",
 )
-"""The official schema, kept beside the repository (never copied into it)."""
+"""The official schema, kept beside the repository (or beside a worktree's parent folder),
+never copied into it."""
 
 CRITICAL = Verdict(kind=VerdictKind.REVIEW, risk=Risk.CRITICAL, rule="delete-volume",
                    reason="deleting data needs two managers", approvals=2,
