@@ -402,10 +402,12 @@ class Service:
                 signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload_policy)
             )
         from hitl.bot.api import mount_api
+        from hitl.bot.inbox import mount_inbox
         from hitl.bot.prometheus import mount_metrics
         from hitl.bot.slack import mount_slack
 
         self.api = mount_api(self)  # /api/v1: the CLI's and scripts' way to decide
+        self.inbox = mount_inbox(self, self.api)  # /inbox: the same decisions in a browser
         mount_metrics(self)  # /metrics: the governance figures for Prometheus
         self.slack = mount_slack(self)  # None without SLACK_* settings
         runner = web.AppRunner(self.app, access_log=None)
