@@ -28,7 +28,7 @@ from aiohttp import web
 from hitl.bot.channel import Channel
 from hitl.bot.dispatch import Dispatcher, DispatchSettings
 from hitl.config import Settings
-from hitl.errors import HitlError
+from hitl.errors import ConfigError, HitlError
 from hitl.handlers import Authority, Decider, OpenAuthority
 from hitl.handlers.canaries import CanarySender
 from hitl.handlers.metrics import governance_of
@@ -63,6 +63,19 @@ class _HeldPolicy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._holder.current, name)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be seconds, got {raw!r}") from None
+    if not 1 <= value <= 86400:
+        raise ConfigError(f"{name} must be 1 to 86400 seconds, got {raw!r}")
+    return value
 
 
 _frozen = False
@@ -131,6 +144,8 @@ class Service:
             self.store, self.authority, lambda: governance_of(self.authority)
         )
         """Sends the policy's canary requests among the stored ones (``governance.canary``)."""
+        self.governance_every_s = _seconds("HITL_GOVERNANCE_S", 600.0)
+        """How often the service checks for rubber-stamping reviewers."""
         self.webhooks = WebhookDeliverer(self.store)
         self.checkpointer = Checkpointer(self.store, self.keyring, settings.anchor())
         self.stop_event = threading.Event()
@@ -240,7 +255,7 @@ class Service:
         rubber-stampers to the policy's compliance destination (once a day each)."""
         from hitl.handlers.metrics import report_rubber_stamps
 
-        every_s = float(os.environ.get("HITL_GOVERNANCE_S", "600") or 600)
+        every_s = self.governance_every_s
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every_s)

@@ -130,3 +130,12 @@ def test_canary_templates_are_checked_at_load(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="leave out id"):
         load_policy(path)
+
+
+def test_a_bad_governance_interval_is_a_clear_error(
+    settings: Settings, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HITL_GOVERNANCE_S must be seconds: the service says so instead of starting."""
+    monkeypatch.setenv("HITL_GOVERNANCE_S", "soon")
+    with pytest.raises(ConfigError, match="HITL_GOVERNANCE_S must be seconds"):
+        Service(settings, store=store)

@@ -329,7 +329,7 @@ class _Record(BaseModel):
 
 def _int(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
-    if raw is None:
+    if raw is None or raw == "":  # an empty form field means "not given"
         return default
     try:
         value = int(raw)

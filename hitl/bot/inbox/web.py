@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import secrets
-import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -525,7 +524,7 @@ class Inbox:
                     change = await asyncio.wait_for(changes.get(), HEARTBEAT_S)
                 except TimeoutError:
                     session = await asyncio.to_thread(self.web.session, visit.session.sid)
-                    if session is None or time.time() >= session.exp:
+                    if session is None or self.service.store.clock() >= session.exp:
                         break
                     await response.write(b": still here\n\n")
                     continue

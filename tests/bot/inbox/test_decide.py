@@ -204,3 +204,25 @@ def test_oversized_form_is_refused(signed_in: SignedIn, refund: Refund, store: S
     refund("r-1")
     status, _ = signed_in("bob").post("/inbox/r/r-1/reject", {"reason": "x" * 70_000})
     assert (413, State.PENDING) == (status, store.get("r-1").state)
+
+
+def test_filter_form_as_a_browser_submits_it(signed_in: SignedIn, refund: Refund) -> None:
+    """The filter form sends every field, empty ones included: empty means 'any'."""
+    refund("r-1")
+    status, page = signed_in("bob").get(
+        "/inbox?risk=&agent_id=&action=&destination=&min_age_s=&limit="
+    )
+    assert (200, True) == (status, 'data-request="r-1"' in page)
+
+
+def test_stats_page_charts_the_figures(signed_in: SignedIn, refund: Refund) -> None:
+    """After bob's answers, /inbox/stats shows the rates, a chart and his row."""
+    refund("r-1")
+    refund("r-2")
+    bob = signed_in("bob")
+    bob.post("/inbox/r/r-1/approve", {})
+    bob.post("/inbox/r/r-2/reject", {"reason": "duplicate"})
+    status, page = bob.get("/inbox/stats")
+    assert 200 == status
+    for text in ("50.0%", "approval rate (people)", '<svg class="chart"', "Bob Brown"):
+        assert text in page, text
