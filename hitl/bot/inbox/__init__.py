@@ -15,7 +15,8 @@ from __future__ import annotations
 from hitl.bot.api import Api
 from hitl.bot.api.routes import ApiService
 
-from .web import Inbox, InboxSettings
+from .signin import InboxSettings
+from .web import Inbox
 
 __all__ = ["Inbox", "InboxSettings", "mount_inbox"]
 

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from hitl.bot.cards import RISK_EMOJI, format_time
+from hitl.bot.cards import RISK_EMOJI, age_words, format_time
 from hitl.bot.slack.blocks import card_blocks, card_text, esc, notice_blocks, pending_blocks
 from hitl.bot.slack.channel import slack_user_id
 from hitl.bot.slack.context import SlackContext
@@ -171,7 +171,7 @@ async def stats_text(ctx: SlackContext, reviewer_id: str) -> str:
     lines.append(" · ".join(f"{RISK_EMOJI[r]} {r.value}: {n}" for r, n in by_risk.items()))
     if records:
         oldest = min(records, key=lambda r: r.created_at)
-        age = _age(now - oldest.created_at)
+        age = age_words(now - oldest.created_at)
         lines.append(f"Oldest: `{oldest.id}`, waiting {age}")
         deadlines = [r.deadline for r in records if r.deadline is not None]
         if deadlines:
@@ -186,15 +186,6 @@ async def stats_text(ctx: SlackContext, reviewer_id: str) -> str:
     lines.append("*Governance*")
     lines += [esc(line) for line in stats_lines(figures)[:-1]]  # the pending line is above
     return "\n".join(lines)
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 def oncall_text(ctx: SlackContext) -> str:

@@ -119,7 +119,7 @@ def test_session_cookie_flags(api: ApiServer) -> None:
         True,
         False,
     )
-    api.inbox.settings = InboxSettings(secure_cookie="1")
+    api.inbox.gate.settings = InboxSettings(secure_cookie="1")
     secure = Browser(api.url)
     secure.sign_in_with_link(_link(api, "bob"))
     cookie = next(c for c in secure.set_cookies if c.startswith("__Host-hitl_session="))
