@@ -21,18 +21,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hitl.models import ApprovalRequest, RequestRecord, VerdictKind
+from hitl.models import ApprovalRequest, RequestRecord, State, VerdictKind
 from hitl.policies import GovernanceConfig
 from hitl.queue.audit import AuditEvent
 from hitl.queue.store import Store
 
 from .authority import Authority
+from .queries import answerers
 
 __all__ = ["CanarySender", "Catches", "catches", "send_canary"]
 
 log = logging.getLogger("hitl.canaries")
-
-_NOT_REVIEWERS = {"operator", "agent", "scheduler"}
 
 
 @dataclass
@@ -114,18 +113,8 @@ def catches(store: Store) -> dict[str, Catches]:
             if not raw:
                 continue
             record = RequestRecord.model_validate_json(raw)
-            decision = record.decision
-            if decision is None:
-                continue
-            people = (
-                [v.reviewer for v in record.votes if v.approve]
-                if decision.approved
-                else list(decision.reviewers)
-            )
-            for who in people:
-                if who.channel in _NOT_REVIEWERS:
-                    continue
+            for who in answerers(record):
                 figures = out.setdefault(who.user_id, Catches())
                 figures.answered += 1
-                figures.caught += 0 if decision.approved else 1
+                figures.caught += 0 if record.state is State.APPROVED else 1
     return out

@@ -47,14 +47,12 @@ from hitl.queue.store import Store
 
 from .canaries import Catches, catches
 from .labels import labels
-from .queries import recent_decided
+from .queries import answerers, recent_decided
 from .timeouts import latency_stats, percentile, review_latency, seen_at
 
 __all__ = ["ReviewerFigures", "governance_of", "report_rubber_stamps", "stats", "stats_lines"]
 
 _HUMAN_OUTCOMES = {Outcome.APPROVED, Outcome.REJECTED}
-_NOT_REVIEWERS = {"operator", "agent", "scheduler"}
-"""Channels whose names on a decision are not a reviewer's answer (override, cancel, timeout)."""
 LATE_SCAN = 20_000
 """How many of the newest audit entries are searched for late answers."""
 
@@ -124,22 +122,15 @@ def _answers(store: Store, record: RequestRecord) -> list[_Answer]:
         return []
     seen = seen_at(store, record.id)
     modified = {r.user_id for r in record.modified_by}
-    people = (
-        [(v.reviewer, True) for v in record.votes if v.approve and v.reviewer.at]
-        if decision.approved
-        else [(r, False) for r in decision.reviewers]
-    )
     out = []
-    for who, approved in people:
-        if who.channel in _NOT_REVIEWERS:
-            continue
+    for who in answerers(record):
         at = who.at or decision.decided_at
         since = seen if seen is not None and seen <= at else record.created_at
         out.append(
             _Answer(
                 reviewer=who.user_id,
                 name=who.display_name or who.user_id,
-                approved=approved,
+                approved=decision.approved,
                 modified=who.user_id in modified,
                 at=at,
                 latency_s=max(0.0, at - record.created_at),

@@ -8,12 +8,20 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hitl.models import RequestRecord, Verdict
+from hitl.models import Outcome, RequestRecord, Reviewer, Verdict
 from hitl.queue.store import Store
 
 from .authority import Authority, OpenAuthority
 
-__all__ = ["Page", "destination_names", "history", "pending", "recent_decided", "show"]
+__all__ = [
+    "Page",
+    "answerers",
+    "destination_names",
+    "history",
+    "pending",
+    "recent_decided",
+    "show",
+]
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,24 @@ def recent_decided(store: Store, last: int) -> list[RequestRecord]:
         raws = store.redis.mget([store.keys.req(i) for i in chunk])
         out.extend(RequestRecord.model_validate_json(r) for r in raws if r)
     return out
+
+
+NOT_REVIEWERS = {"operator", "agent", "scheduler"}
+"""Channels whose names on a decision are not a reviewer's answer (override, cancel, timeout)."""
+
+
+def answerers(record: RequestRecord) -> list[Reviewer]:
+    """The reviewers whose answer decided ``record``: its approvers (the votes) when approved,
+    who rejected it when rejected; no operator, agent or scheduler; none while undecided."""
+    decision = record.decision
+    if decision is None or decision.outcome not in (Outcome.APPROVED, Outcome.REJECTED):
+        return []
+    people = (
+        [v.reviewer for v in record.votes if v.approve]
+        if decision.approved
+        else list(decision.reviewers)
+    )
+    return [who for who in people if who.channel not in NOT_REVIEWERS]
 
 
 def _haystack(record: RequestRecord) -> str:
