@@ -80,6 +80,7 @@ class Gate:
         self.service = service
         self.directory = directory
         self.web = WebRecords(service.store)
+        self.public = service.keyring.public()
         self.settings = settings
         self.render = renderer.render
 
@@ -122,7 +123,7 @@ class Gate:
             caller, session = await asyncio.to_thread(
                 authenticate_session,
                 self.web,
-                self.service.keyring.public(),
+                self.public,
                 self.directory,
                 cookie,
             )
@@ -137,7 +138,10 @@ class Gate:
             visit = await self._visit(request)
             if visit is None:
                 target = urllib.parse.quote(request.path_qs, safe="")
-                return redirect(f"{PREFIX}/login?next={target}")
+                response = redirect(f"{PREFIX}/login?next={target}")
+                if self._cookie_name(request) in request.cookies:  # refused (and audited) once
+                    response.del_cookie(self._cookie_name(request), path="/")
+                return response
             try:
                 return await fn(request, visit)
             except NotFound as exc:

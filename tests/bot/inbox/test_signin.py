@@ -141,6 +141,7 @@ def test_forged_and_planted_sessions_are_refused(api: ApiServer, r: redis.Redis)
     browser.cookies["hitl_session"] = encode(claims, other, SESSION)
     assert 303 == browser.get("/inbox")[0]
     assert "session_bad_signature" == _refusals(r)[-1]
+    assert "hitl_session" not in browser.cookies  # cleared: refused and audited once
 
 
 def test_sign_out_ends_the_session(api: ApiServer, signed_in: SignedIn, r: redis.Redis) -> None:
