@@ -72,9 +72,10 @@ async def test_posts_are_paced_per_channel(make_harness: Factory) -> None:
     records = [await h.submit_request() for _ in range(5)]
     await h.slack.wait_for(lambda: all(h.store.get(r.id).cards for r in records), timeout=10)
     times = sorted(c.at for c in h.slack.posts("#approvals"))
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert 4 == len(gaps)
-    assert min(gaps) >= 0.15  # pace 0.2 s; scheduling jitter on a loaded 2-core box
+    assert 5 == len(times)
+    # Pace 0.2 s: four intervals after the first post. Measured over the whole run, not per
+    # gap: on a loaded 2-core box one post can arrive late and the next one on time.
+    assert times[-1] - times[0] >= 4 * 0.2 * 0.9
 
 
 @pytest.mark.slow

@@ -103,6 +103,8 @@ def test_real_scheduler_escalates_and_expires(
 ) -> None:
     """With `rq worker --with-scheduler`, a 1 s / 3 s chain escalates then expires on time."""
     workers.start()
+    # On a loaded machine the worker takes seconds to start; the clock starts once it runs.
+    wait_until(lambda: store.redis.get("rq:scheduler-lock:hitl"), what="the scheduler's lock")
     intake = _intake(store, ctx, _short_chain(1, 3))
     with Client(settings=settings) as client:
         rid = client.submit("restart", {"service": "api"}, requested_by="alice")
