@@ -118,8 +118,11 @@ def _review(page: Any, api: ApiServer, expect: Any) -> None:
     expect(page.locator(".row")).to_have_count(4)
     _shot(page, "list")
 
-    # Approve, from the list, with the keyboard.
-    page.get_by_role("link", name="Refund $120 for order A-120").click()
+    # Approve, with the keyboard: the first Tab reaches the skip link, Enter in a field submits.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_role("link", name="Refund $120 for order A-120").focus()
+    page.keyboard.press("Enter")
     expect(page.get_by_text("The parcel arrived 9 days late.")).to_be_visible()
     _shot(page, "detail")
     page.get_by_label("Comment (optional)").fill("late parcel, policy says refund")
