@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo demo-inbox browser test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,16 @@ install: $(STAMP)
 ## The IT-operations demo on the embedded server: no Redis URL, no Slack tokens needed.
 demo: $(STAMP)
 	env -u HITL_REDIS_URL $(VENV)/bin/hitl demo
+
+## The same demo with the requests left pending: decide them in the web inbox (it prints the
+## address and a one-time sign-in link) or with `hitl approve`.
+demo-inbox: $(STAMP)
+	env -u HITL_REDIS_URL $(VENV)/bin/hitl demo --interactive
+
+## Debian's chromium for the inbox's browser tests (Playwright drives it; nothing is downloaded
+## by Playwright). Without it those tests skip and say so.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && apt-get install -y chromium; }
 
 ## The whole suite (starts its own redis-server on a free port).
 test: $(STAMP)

@@ -265,30 +265,11 @@ def _pending_via_api(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from hitl.handlers import stats
+    from hitl.handlers.metrics import governance_of, stats, stats_lines
 
-    figures = stats(_store(args, signer=False), last=args.last)
-    lat = figures["latency"]
-
-    def secs(value: Any) -> str:
-        return "-" if value is None else f"{value:.1f}s"
-
-    def pct(value: Any) -> str:
-        return "-" if value is None else f"{value * 100:.1f}%"
-
-    human = "\n".join(
-        [
-            f"last {figures['decisions']} decisions: {figures['auto']} by policy, "
-            f"{figures['needed_a_human']} needed a human (escalation rate "
-            f"{pct(figures['escalation_rate'])}), {figures['expired']} expired",
-            f"approval rate (decided by people): {pct(figures['approval_rate'])}",
-            f"review latency: first seen p50 {secs(lat['first_seen_p50_s'])} p95 "
-            f"{secs(lat['first_seen_p95_s'])}; decision p50 {secs(lat['decision_p50_s'])} p95 "
-            f"{secs(lat['decision_p95_s'])}",
-            f"pending now: {figures['pending']} {figures['pending_by_risk'] or ''}".rstrip(),
-        ]
-    )
-    _out(args, human, figures)
+    governance = governance_of(_authority(args))
+    figures = stats(_store(args, signer=False), last=args.last, governance=governance)
+    _out(args, "\n".join(stats_lines(figures)), figures)
     return EXIT_OK
 
 
@@ -631,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subparser(sub)
+    from hitl.cli_inbox import add_subparser as add_inbox
     from hitl.cli_keys import add_subparser as add_keys
     from hitl.cli_teams import add_subparser as add_teams
     from hitl.cli_tokens import add_subparser as add_tokens
@@ -638,6 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys(sub)
     add_tokens(sub)
     add_teams(sub)
+    add_inbox(sub)
     return parser
 
 

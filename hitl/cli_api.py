@@ -299,6 +299,11 @@ def cmd_reject(args: argparse.Namespace) -> int:
     return _action_output(args, _post(client, args.id, "reject", {"reason": args.reason}))
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    answer = _post(_client(args), args.id, "label", {"label": args.label, "note": args.note})
+    return _out(args, answer["message"], answer)
+
+
 def cmd_ack(args: argparse.Namespace) -> int:
     answer = _post(_client(args), args.id, "ack", {})
     return _out(args, f"{answer['id']}: {answer['message']}", answer["record"])
@@ -360,7 +365,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def add_decide_subparsers(sub: Any) -> None:
-    """approve, approve-all, reject, ack, cancel, override, login, logout."""
+    """approve, approve-all, reject, label, ack, cancel, override, login, logout."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     # Refused with a message (not an argparse error), so old scripts learn what changed.
@@ -395,6 +400,14 @@ def add_decide_subparsers(sub: Any) -> None:
     p.add_argument("id")
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_reject)
+
+    p = sub.add_parser(
+        "label", parents=[common], help="say whether a decision was right (false-positive rate)"
+    )
+    p.add_argument("id")
+    p.add_argument("label", choices=["correct", "incorrect"])
+    p.add_argument("--note", default="", help="why (kept in the audit log)")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("cancel", parents=[common], help="withdraw a pending request (operator)")
     p.add_argument("id")

@@ -7,7 +7,8 @@ human (each step prints the equivalent ``hitl`` command: the reviewer's personal
 service's API), and the demo ends by verifying the audit chain. With ``--interactive`` the
 requests stay pending, and the demo issues a token for each sample reviewer (alice .. frank) and
 prints the commands to decide with them in another terminal
-(``HITL_URL=... HITL_TOKEN=... hitl approve ID``).
+(``HITL_URL=... HITL_TOKEN=... hitl approve ID``). Either way it prints the web inbox's address
+and a one-time sign-in link for bob, to decide in a browser instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ __all__ = ["SCENARIO", "run_demo"]
 
 REQUESTER = "alice"
 REVIEWERS = ["alice", "bob", "carol", "dave", "erin", "frank"]
+DEMO_REVIEWER = "bob"
+"""Whose one-time inbox sign-in link the demo prints (a manager: most requests are theirs)."""
 
 SCENARIO: list[dict[str, Any]] = [
     {
@@ -154,6 +157,7 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
     )
     url = f"http://127.0.0.1:{port}"
     tokens = _issue_tokens(service, url) if interactive else {}
+    _show_inbox(service, url, interactive)
     if not interactive:
         _say(
             f"== reviewers decide with personal tokens (`hitl tokens create bob` -> $BOB) through "
@@ -291,6 +295,31 @@ def _issue_tokens(service: Any, url: str) -> dict[str, str]:
         _say(f"export {who.upper()}={token}")
     _say("then e.g.: HITL_TOKEN=$BOB hitl pending --mine / HITL_TOKEN=$BOB hitl approve ID")
     return tokens
+
+
+def _show_inbox(service: Any, url: str, interactive: bool) -> None:
+    """The inbox's address and a demo reviewer's one-time sign-in link (``hitl inbox login``)."""
+    from hitl.cli_inbox import link_url
+    from hitl.handlers.sessions import issue_link
+    from hitl.handlers.tokens import Directory
+    from hitl.queue.sessions import WebRecords
+
+    authority = service.authority
+    directory = authority if isinstance(authority, Directory) else None
+    _say(f"== web inbox: {url}/inbox (stats at {url}/inbox/stats, Prometheus at {url}/metrics)")
+    try:
+        link = issue_link(
+            WebRecords(service.store), service.keyring, directory, DEMO_REVIEWER, actor="demo",
+            minutes=60,
+        )  # fmt: skip
+    except HitlError as exc:  # a custom policy without the sample people
+        _say(f"# no sign-in link for {DEMO_REVIEWER}: {exc}")
+        return
+    _say(f"   sign in as {DEMO_REVIEWER} (a manager), once, within the hour: {link_url(url, link)}")
+    if interactive:
+        _say(f"   others: HITL_URL={url} hitl inbox login NAME   (alice .. frank)")
+    else:
+        _say("   (this scripted run ends in seconds: `make demo-inbox` keeps the requests pending)")
 
 
 def _who_may_decide(service: Any, record: Any, tokens: dict[str, str]) -> str:

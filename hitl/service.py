@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import queue
 import signal
 import threading
@@ -27,8 +28,10 @@ from aiohttp import web
 from hitl.bot.channel import Channel
 from hitl.bot.dispatch import Dispatcher, DispatchSettings
 from hitl.config import Settings
-from hitl.errors import HitlError
+from hitl.errors import ConfigError, HitlError
 from hitl.handlers import Authority, Decider, OpenAuthority
+from hitl.handlers.canaries import CanarySender
+from hitl.handlers.metrics import governance_of
 from hitl.models import ApprovalRequest, RequestRecord, Verdict
 from hitl.queue.audit import AuditEvent
 from hitl.queue.checkpoints import Checkpointer
@@ -60,6 +63,19 @@ class _HeldPolicy:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._holder.current, name)
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be seconds, got {raw!r}") from None
+    if not 1 <= value <= 86400:
+        raise ConfigError(f"{name} must be 1 to 86400 seconds, got {raw!r}")
+    return value
 
 
 _frozen = False
@@ -125,6 +141,12 @@ class Service:
             )
             for _ in range(consumers)
         ]
+        self.canaries = CanarySender(
+            self.store, self.authority, lambda: governance_of(self.authority)
+        )
+        """Sends the policy's canary requests among the stored ones (``governance.canary``)."""
+        self.governance_every_s = _seconds("HITL_GOVERNANCE_S", 600.0)
+        """How often the service checks for rubber-stamping reviewers."""
         self.webhooks = WebhookDeliverer(self.store)
         self.checkpointer = Checkpointer(self.store, self.keyring, settings.anchor())
         self.stop_event = threading.Event()
@@ -198,6 +220,10 @@ class Service:
             self.dispatcher.on_stored(cards)  # thread-safe; posts on the serving event loop
         except Exception:  # a channel's failure must not stop intake; the sweep catches up
             log.exception("handing stored records to the channels failed")
+        try:
+            self.canaries.after_stored(records)
+        except Exception:  # a canary's failure must not stop intake
+            log.exception("sending a canary request failed")
 
     def _on_cancel(self, request_id: str, agent_id: str | None, reason: str) -> None:
         self.decider.cancel_by_agent(request_id, agent_id, reason)
@@ -224,6 +250,25 @@ class Service:
             if changed is not None:
                 ok, message = changed
                 await asyncio.to_thread(self._audit_reload, ok, message)
+
+    async def _watch_reviewers(self, stop: asyncio.Event) -> None:
+        """Every ``HITL_GOVERNANCE_S`` (600) seconds: report reviewers flagged as possible
+        rubber-stampers to the policy's compliance destination (once a day each)."""
+        from hitl.handlers.metrics import report_rubber_stamps
+
+        every_s = self.governance_every_s
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
+            if stop.is_set():
+                return
+            governance = governance_of(self.authority)
+            try:
+                await asyncio.to_thread(
+                    report_rubber_stamps, self.store, governance, self.notifications
+                )
+            except Exception:  # a metrics failure must not stop the service
+                log.exception("rubber-stamp check failed")
 
     def _audit_reload(self, ok: bool, message: str) -> None:
         event = AuditEvent(
@@ -373,11 +418,15 @@ class Service:
                 signal.SIGHUP, lambda: loop.run_in_executor(None, self.reload_policy)
             )
         from hitl.bot.api import mount_api
+        from hitl.bot.inbox import mount_inbox
         from hitl.bot.notify.mount import mount_notifiers
+        from hitl.bot.prometheus import mount_metrics
         from hitl.bot.slack import mount_slack
         from hitl.bot.teams import mount_teams
 
         self.api = mount_api(self)  # /api/v1: the CLI's and scripts' way to decide
+        self.inbox = mount_inbox(self, self.api)  # /inbox: the same decisions in a browser
+        mount_metrics(self)  # /metrics: the governance figures for Prometheus
         self.slack = mount_slack(self)  # None without SLACK_* settings
         self.teams = mount_teams(self)  # None without MICROSOFT_APP_* settings
         self.outbox = mount_notifiers(self)  # None without email/SMS/PagerDuty/Jira settings
@@ -394,6 +443,7 @@ class Service:
         tasks = [
             asyncio.create_task(self.webhooks.run(stop)),
             asyncio.create_task(self._watch_policy(stop)),
+            asyncio.create_task(self._watch_reviewers(stop)),
         ]
         try:
             await stop.wait()

@@ -1,8 +1,8 @@
 """The real service's HTTP API on a free port, in a background event loop, for the tests.
 
-It runs the :class:`~hitl.service.Service`'s own aiohttp application with
-:func:`~hitl.bot.api.mount_api` (no intake threads: tests store requests themselves), and mints
-tokens with the same code as ``hitl tokens create``::
+It runs the :class:`~hitl.service.Service`'s own aiohttp application with the API, the inbox
+and ``/metrics`` mounted as ``hitl serve`` mounts them (no intake threads: tests store
+requests themselves), and mints tokens with the same code as ``hitl tokens create``::
 
     with ApiServer(service) as api:
         token = api.token("bob")
@@ -20,6 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from hitl.bot.api import mount_api
+from hitl.bot.inbox import InboxSettings, mount_inbox
+from hitl.bot.prometheus import mount_metrics
 from hitl.handlers.tokens import Directory, issue
 from hitl.queue.tokens import TokenRecord, TokenRecords
 from hitl.service import Service
@@ -41,7 +43,9 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ApiServer:
-        mount_api(self.service)
+        self.api = mount_api(self.service)
+        self.inbox = mount_inbox(self.service, self.api, InboxSettings(secure_cookie="0"))
+        mount_metrics(self.service)
         ready = threading.Event()
         runner = web.AppRunner(self.service.app, access_log=None)
         loop = self.loop = asyncio.new_event_loop()

@@ -46,6 +46,10 @@ SKIP = {
     "Redis (`hitl serve --port 0` runs in tests/scenarios/test_serve.py)",
     "api-curl": "needs curl and a running service with live ids; the same calls are made in "
     "tests/bot/api/test_api.py",
+    "inbox-signin": "`hitl inbox passwd` asks for the password on a terminal; both commands run "
+    "in tests/test_cli_inbox.py",
+    "inbox-label": "needs a running service and decided ids; `hitl label` runs in "
+    "tests/test_cli_inbox.py",
 }
 
 

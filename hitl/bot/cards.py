@@ -24,6 +24,7 @@ __all__ = [
     "USER_REQUEST_KEYS",
     "CardView",
     "ParamChange",
+    "age_words",
     "card_view",
     "format_time",
     "format_value",
@@ -124,6 +125,18 @@ def format_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def age_words(seconds: float) -> str:
+    """How long something has waited, briefly: ``45s``, ``12m``, ``3h05m``, ``4d``."""
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+    return f"{seconds // 86400}d"
 
 
 def who(display_name: str, user_id: str) -> str:

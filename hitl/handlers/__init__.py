@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .authority import Authority, OpenAuthority, VoteCheckResult, review_everything
 from .decisions import Decider, Result, describe_decision, validate_params
-from .queries import Page, pending, show, stats
+from .metrics import stats
+from .queries import Page, pending, show
 
 __all__ = [
     "Authority",

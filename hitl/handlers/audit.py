@@ -1,4 +1,5 @@
-"""Read-only facts about the audit chain for the API: its head and the newest checkpoint."""
+"""Read-only facts about the audit chain: its head and newest checkpoint (for the API), and one
+request's own entries (for the inbox's detail page)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import redis
 from hitl.errors import StoreUnavailable
 from hitl.queue.store import Store
 
-__all__ = ["ChainStatus", "chain_status"]
+__all__ = ["ChainStatus", "chain_status", "request_trail"]
 
 
 @dataclass(frozen=True)
@@ -31,3 +32,19 @@ def chain_status(store: Store) -> ChainStatus:
         raise StoreUnavailable(f"Redis is unreachable ({exc}); retry later") from exc
     checkpoint = json.loads(raw) if raw else None
     return ChainStatus(head.seq, head.hash, checkpoint if isinstance(checkpoint, dict) else None)
+
+
+def request_trail(store: Store, request_id: str, limit: int = 200) -> list[dict[str, Any]]:
+    """The audit entries about ``request_id``, oldest first (at most ``limit``, the newest).
+
+    It reads the chain in order (the stream has no index by request), which is fine for the
+    chains of a deployment that archives old entries; an export holds the rest.
+    """
+    from hitl.queue.checkpoints import read_entries
+
+    try:
+        entries = read_entries(store)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StoreUnavailable(f"Redis is unreachable ({exc}); retry later") from exc
+    mine = [e for _, e in entries if isinstance(e, dict) and e.get("request_id") == request_id]
+    return mine[-limit:]

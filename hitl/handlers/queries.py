@@ -1,18 +1,27 @@
-"""Read-only use cases: what is pending (for whom), one request, and figures for ``stats``."""
+"""Read-only use cases: what is pending (for whom), one request, the decided history.
+
+The figures of ``hitl stats`` are computed in :mod:`hitl.handlers.metrics`."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from hitl.models import Outcome, RequestRecord, State, VerdictKind
+from hitl.models import Outcome, RequestRecord, Reviewer, Verdict
 from hitl.queue.store import Store
 
 from .authority import Authority, OpenAuthority
 
-__all__ = ["Page", "pending", "show", "stats"]
+__all__ = [
+    "Page",
+    "answerers",
+    "destination_names",
+    "history",
+    "pending",
+    "recent_decided",
+    "show",
+]
 
 
 @dataclass(frozen=True)
@@ -58,57 +67,67 @@ def pending(
     return Page(mine[offset : offset + limit], offset, len(mine))
 
 
-def show(store: Store, request_id: str) -> RequestRecord:
-    """One request with its state, votes, decision and cards (:class:`NotFound` if unknown)."""
-    return store.get(request_id)
+def destination_names(verdict: Verdict) -> set[str]:
+    """The names a filter may give the verdict's destination: ``channel:#ops`` and ``#ops``."""
+    where = verdict.destination
+    if where is None or not where.target:
+        return set()
+    return {f"{where.kind}:{where.target}", where.target}
 
 
-def stats(store: Store, last: int = 1000) -> dict[str, Any]:
-    """The article's HITL metrics over the last ``last`` decisions plus what is pending now.
+def history(
+    store: Store, *, search: str = "", offset: int = 0, limit: int = 20, last: int = 5000
+) -> Page:
+    """Decided requests, newest decision first, over the last ``last`` decisions; ``search``
+    keeps those whose id, action, summary, agent, reviewers, outcome or reason contain it."""
+    records = recent_decided(store, last)
+    needle = search.strip().lower()
+    if needle:
+        records = [r for r in records if needle in _haystack(r)]
+    return Page(records[offset : offset + limit], offset, len(records))
 
-    approval rate (approved / decided by people), escalation rate (share of requests that needed
-    a human rather than the policy alone), review latency (request -> first seen, -> decision,
-    p50/p95) and the pending queue by risk.
-    """
-    from .timeouts import latency_stats, review_latency
 
+def recent_decided(store: Store, last: int) -> list[RequestRecord]:
+    """The records of the last ``last`` decisions (``hitl:decisions``), newest first."""
     entries: list[tuple[str, dict[str, str]]] = store.redis.xrevrange(  # type: ignore[assignment]  # redis-py types stream replies loosely
         store.keys.decisions, count=max(1, last)
     )
     ids = list(dict.fromkeys(json.loads(f["decision"])["request_id"] for _i, f in entries))
-    records = _records(store, ids)
-    pending_records = store.pending(0, 0)
-    human = [r for r in records if r.verdict.kind is VerdictKind.REVIEW]
-    decided_by_people = [
-        r for r in human if r.decision is not None and r.decision.outcome in _HUMAN_OUTCOMES
-    ]
-    approved = [r for r in decided_by_people if r.decision and r.decision.approved]
-    by_risk: dict[str, int] = {}
-    for r in pending_records:
-        by_risk[r.verdict.risk.value] = by_risk.get(r.verdict.risk.value, 0) + 1
-    latency = latency_stats([review_latency(store, r) for r in human])
-    return {
-        "decisions": len(records),
-        "auto": len(records) - len(human),
-        "needed_a_human": len(human),
-        "escalation_rate": round(len(human) / len(records), 4) if records else None,
-        "approval_rate": round(len(approved) / len(decided_by_people), 4)
-        if decided_by_people
-        else None,
-        "expired": sum(1 for r in human if r.state is State.EXPIRED),
-        "pending": len(pending_records),
-        "pending_by_risk": by_risk,
-        "latency": latency,
-    }
-
-
-_HUMAN_OUTCOMES = {Outcome.APPROVED, Outcome.REJECTED}
-
-
-def _records(store: Store, ids: list[str]) -> list[RequestRecord]:
     out: list[RequestRecord] = []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         raws = store.redis.mget([store.keys.req(i) for i in chunk])
         out.extend(RequestRecord.model_validate_json(r) for r in raws if r)
     return out
+
+
+NOT_REVIEWERS = {"operator", "agent", "scheduler"}
+"""Channels whose names on a decision are not a reviewer's answer (override, cancel, timeout)."""
+
+
+def answerers(record: RequestRecord) -> list[Reviewer]:
+    """The reviewers whose answer decided ``record``: its approvers (the votes) when approved,
+    who rejected it when rejected; no operator, agent or scheduler; none while undecided."""
+    decision = record.decision
+    if decision is None or decision.outcome not in (Outcome.APPROVED, Outcome.REJECTED):
+        return []
+    people = (
+        [v.reviewer for v in record.votes if v.approve]
+        if decision.approved
+        else list(decision.reviewers)
+    )
+    return [who for who in people if who.channel not in NOT_REVIEWERS]
+
+
+def _haystack(record: RequestRecord) -> str:
+    request, decision = record.request, record.decision
+    parts = [record.id, request.action, request.title, request.agent_id or "", record.state.value]
+    if decision is not None:
+        parts.append(decision.reason)
+        parts += [f"{r.user_id} {r.display_name}" for r in decision.reviewers]
+    return " ".join(parts).lower()
+
+
+def show(store: Store, request_id: str) -> RequestRecord:
+    """One request with its state, votes, decision and cards (:class:`NotFound` if unknown)."""
+    return store.get(request_id)

@@ -41,9 +41,11 @@ __all__ = [
     "latency_stats",
     "mark_seen",
     "notices",
+    "percentile",
     "remind",
     "reminder",
     "review_latency",
+    "seen_at",
 ]
 
 ACTOR = "scheduler"
@@ -342,11 +344,23 @@ def mark_seen(store: Store, request_id: str, now: float | None = None) -> bool:
     return bool(store.redis.set(key, f"{now:.6f}", nx=True, ex=SEEN_TTL_S))
 
 
+def seen_at(store: Store, request_id: str) -> float | None:
+    """When a reviewer first had the request in front of them (:func:`mark_seen`), if known."""
+    raw = store.redis.get(_seen_key(store, request_id))
+    return float(raw) if raw else None
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q`` quantile (0..1) of ``values`` by the nearest-rank rule; None when empty."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
+
+
 def review_latency(store: Store, record: RequestRecord) -> ReviewLatency:
     """The record's latency figures. "First seen" is the earliest of :func:`mark_seen`, the
     first vote and a human decision (someone who answered has seen it)."""
-    raw = store.redis.get(_seen_key(store, record.id))
-    candidates = [float(raw)] if raw else []
+    seen = seen_at(store, record.id)
+    candidates = [seen] if seen is not None else []
     candidates += [v.reviewer.at for v in record.votes if v.reviewer.at]
     decision = record.decision
     if decision is not None:
@@ -366,18 +380,14 @@ def latency_stats(latencies: Sequence[ReviewLatency]) -> dict[str, float | int |
     """Figures for metrics (``hitl stats``, a dashboard): how many requests, how many decided
     and escalated, and the p50/p95 seconds from request to first seen and to decision."""
 
-    def pct(values: list[float], q: float) -> float | None:
-        ordered = sorted(values)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else None
-
     seen = [x.to_first_seen for x in latencies if x.to_first_seen is not None]
     decided = [x.to_decision for x in latencies if x.to_decision is not None]
     return {
         "requests": len(latencies),
         "decided": len(decided),
         "escalated": sum(1 for x in latencies if x.escalation_level > 0),
-        "first_seen_p50_s": pct(seen, 0.5),
-        "first_seen_p95_s": pct(seen, 0.95),
-        "decision_p50_s": pct(decided, 0.5),
-        "decision_p95_s": pct(decided, 0.95),
+        "first_seen_p50_s": percentile(seen, 0.5),
+        "first_seen_p95_s": percentile(seen, 0.95),
+        "decision_p50_s": percentile(decided, 0.5),
+        "decision_p95_s": percentile(decided, 0.95),
     }

@@ -38,10 +38,12 @@ from hitl.queue.audit import AuditEvent
 from hitl.queue.tokens import Role, TokenRecord, TokenRecords
 
 __all__ = [
+    "API_TOKEN",
     "TOKEN_PREFIX",
     "Caller",
     "Claims",
     "Directory",
+    "Format",
     "authenticate",
     "decode",
     "encode",
@@ -54,6 +56,21 @@ TOKEN_PREFIX = "hitl_"
 DOMAIN = b"hitl-token/1\n"
 """Signed before the payload: a token signature can never pass for a decision's or a
 checkpoint's, which the same keyring signs."""
+
+
+@dataclass(frozen=True)
+class Format:
+    """A kind of signed credential: its text prefix and the domain signed before its payload.
+
+    API tokens are :data:`API_TOKEN`; the web inbox's session cookies and one-time sign-in
+    links (:mod:`hitl.handlers.sessions`) are their own formats, so none passes for another.
+    """
+
+    prefix: str
+    domain: bytes
+
+
+API_TOKEN = Format(TOKEN_PREFIX, DOMAIN)
 DEFAULT_EXPIRES_DAYS = 90.0
 MAX_TOKEN_CHARS = 2048
 
@@ -93,14 +110,16 @@ class Caller:
     sub: str
     role: Role
     display_name: str = ""
+    channel: str = "api"
+    """Recorded on votes and decisions: ``api`` for a token, ``web`` for an inbox session."""
 
     @property
     def operator(self) -> bool:
         return self.role == "operator"
 
-    def reviewer(self, channel: str = "api") -> Reviewer:
-        """The identity recorded on votes and decisions made with this token."""
-        return Reviewer(user_id=self.sub, display_name=self.display_name, channel=channel)
+    def reviewer(self) -> Reviewer:
+        """The identity recorded on votes and decisions made with this credential."""
+        return Reviewer(user_id=self.sub, display_name=self.display_name, channel=self.channel)
 
 
 # -- the format (pure) -------------------------------------------------------------------------
@@ -114,47 +133,47 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def encode(claims: Claims, ring: KeyRing) -> str:
+def encode(claims: Claims, ring: KeyRing, form: Format = API_TOKEN) -> str:
     """The token for ``claims``, signed by ``ring``'s active key (which must be ``claims.kid``)."""
     payload = json.dumps(claims.model_dump(), sort_keys=True, separators=(",", ":")).encode()
-    kid, signature = ring.sign(DOMAIN + payload)
+    kid, signature = ring.sign(form.domain + payload)
     if kid != claims.kid:
         raise ValueError(f"claims name key {claims.kid}, the keyring signs with {kid}")
-    return TOKEN_PREFIX + _b64(payload) + "." + _b64(base64.b64decode(signature))
+    return form.prefix + _b64(payload) + "." + _b64(base64.b64decode(signature))
 
 
-def _parts(token: str) -> tuple[bytes, bytes]:
-    if len(token) > MAX_TOKEN_CHARS or not token.startswith(TOKEN_PREFIX):
+def _parts(token: str, form: Format = API_TOKEN) -> tuple[bytes, bytes]:
+    if len(token) > MAX_TOKEN_CHARS or not token.startswith(form.prefix):
         raise Unauthenticated("malformed")
-    body, dot, sig = token[len(TOKEN_PREFIX) :].partition(".")
+    body, dot, sig = token[len(form.prefix) :].partition(".")
     try:
         return _unb64(body), _unb64(sig) if dot else b""
     except (binascii.Error, ValueError):
         raise Unauthenticated("malformed") from None
 
 
-def claimed_subject(token: str) -> str:
+def claimed_subject(token: str, form: Format = API_TOKEN) -> str:
     """What an unverified token claims to be (for the audit entry of a refusal; bounded)."""
     try:
-        data = json.loads(_parts(token)[0])
+        data = json.loads(_parts(token, form)[0])
     except (Unauthenticated, ValueError):
         return ""
     return str(data.get("sub", ""))[:64] if isinstance(data, dict) else ""
 
 
-def decode(token: str, public: PublicKeys) -> Claims:
+def decode(token: str, public: PublicKeys, form: Format = API_TOKEN) -> Claims:
     """The claims of a token whose signature verifies, else :class:`Unauthenticated`.
 
     The error's message is the refusal's reason code: ``malformed`` or ``bad_signature``.
     Expiry and revocation are checked by :func:`authenticate`.
     """
-    payload, signature = _parts(token)
+    payload, signature = _parts(token, form)
     try:
         claims = Claims.model_validate_json(payload)
     except ValidationError:
         raise Unauthenticated("malformed") from None
     if not signature or not public.verify(
-        claims.kid, DOMAIN + payload, base64.b64encode(signature).decode("ascii")
+        claims.kid, form.domain + payload, base64.b64encode(signature).decode("ascii")
     ):
         raise Unauthenticated("bad_signature")
     return claims

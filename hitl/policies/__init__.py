@@ -19,7 +19,7 @@ How a request is decided is documented in :mod:`hitl.policies._policy` and at th
 
 from __future__ import annotations
 
-from hitl.policies._config import PolicyConfig, PolicyKind, parse_duration
+from hitl.policies._config import GovernanceConfig, PolicyConfig, PolicyKind, parse_duration
 from hitl.policies._directory import DirectoryEntry
 from hitl.policies._loading import (
     DEFAULT_PATH,
@@ -39,6 +39,7 @@ __all__ = [
     "CaseResult",
     "DirectoryEntry",
     "Expectation",
+    "GovernanceConfig",
     "Policy",
     "PolicyConfig",
     "PolicyHolder",

@@ -511,6 +511,57 @@ class BreakGlassConfig(_Model):
     ack_roles: list[RoleName] = Field(default_factory=list)
 
 
+class RubberStampConfig(_Model):
+    """When a reviewer looks like they approve without reading (the article's rubber-stamping).
+
+    Over each reviewer's last ``window`` decisions (once they have ``min_decisions``): an
+    approval rate above ``max_approval_rate``, or a median time from seeing a request to
+    deciding it below ``min_median``, flags them in the stats and to ``governance.compliance``.
+    """
+
+    window: Annotated[int, Field(ge=5, le=10_000)] = 50
+    min_decisions: Annotated[int, Field(ge=1, le=10_000)] = 20
+    max_approval_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.98
+    min_median: Duration = 5
+
+
+class CanaryConfig(_Model):
+    """Synthetic requests that should be rejected, sent among the real ones to test reviewers.
+
+    After each stored request that needs a human, with probability ``rate``, one of ``requests``
+    (ApprovalRequest fields, without ``id``) is submitted like any agent's request: the same
+    card, the same routing. Only the audit log (``canary_created``) and the service know; its
+    decision is delivered to no agent. A template the policy would not send to a human is skipped.
+    """
+
+    rate: Annotated[float, Field(gt=0.0, le=0.5)]
+    requests: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=100)]
+
+    @field_validator("requests")
+    @classmethod
+    def _requests(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from hitl.models import ApprovalRequest
+
+        for n, template in enumerate(value, start=1):
+            if "id" in template or "callback_url" in template:
+                raise ValueError(f"canary request {n}: leave out id and callback_url")
+            try:
+                ApprovalRequest.model_validate({**template, "id": "canary-check"})
+            except ValueError as exc:
+                raise ValueError(f"canary request {n} is not a valid request: {exc}") from None
+        return value
+
+
+class GovernanceConfig(_Model):
+    """Oversight of the reviewers themselves: where flags go, what counts as rubber-stamping,
+    and canary requests."""
+
+    compliance: DestinationConfig | None = None
+    """Where rubber-stamp flags are posted (e.g. ``channel:#compliance``); none: stats only."""
+    rubber_stamp: RubberStampConfig = Field(default_factory=RubberStampConfig)
+    canary: CanaryConfig | None = None
+
+
 def _default_levels() -> dict[Risk, LevelConfig]:
     return {
         Risk.LOW: LevelConfig(policy=PolicyKind.AUTONOMOUS),
@@ -546,6 +597,7 @@ class PolicyConfig(_Model):
     rules: list[RuleConfig] = Field(default_factory=list)
     preferences: list[PreferenceConfig] = Field(default_factory=list)
     break_glass: BreakGlassConfig | None = None
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
 
     @field_validator("risk_levels")
     @classmethod

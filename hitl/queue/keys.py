@@ -108,6 +108,20 @@ class Keys:
     def link_used(self, link_id: str) -> str:
         """Set once a decision link (email/SMS) is used: each link acts once."""
         return f"{self.prefix}link-used:{link_id}"
+    def web(self, kind: str, name: str) -> str:
+        """The web inbox's records: ``session``, ``link`` (one-time sign-in links) and
+        ``password`` (a reviewer's signed argon2 hash), ``failures`` (sign-in failure counts)."""
+        return f"{self.prefix}web:{kind}:{name}"
+
+    def label(self, request_id: str) -> str:
+        """String: the latest label (``correct``/``incorrect``) put on a decided request."""
+        return f"{self.prefix}label:{request_id}"
+
+    @property
+    def canaries(self) -> str:
+        """Set: the ids of canary requests (synthetic, should be rejected); their decisions are
+        delivered to no agent. Written before the canary is submitted."""
+        return f"{self.prefix}canaries"
 
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""

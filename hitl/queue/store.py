@@ -230,8 +230,12 @@ class Store:
             raw, head_raw = _watch_and_get(pipe, [key, self.keys.audit_head])
             record = RequestRecord.model_validate_json(raw) if raw else None
             change = fn(record)
+            # A canary's decision goes to no agent (the set is written before the canary exists).
+            canary = change.decision is not None and bool(
+                pipe.sismember(self.keys.canaries, request_id)
+            )
             pipe.multi()
-            self._write(pipe, ChainHead.parse(head_raw), change)
+            self._write(pipe, ChainHead.parse(head_raw), change, deliver=not canary)
             pipe.execute()
             return change
 
@@ -453,11 +457,13 @@ class Store:
         *,
         set_head: bool = True,
         writes: _Writes | None = None,
+        deliver: bool = True,
     ) -> ChainHead:
         """Queue the commands of ``change`` on a MULTI pipeline; return the new chain head.
 
         ``set_head=False`` leaves the head key to the caller (a batch sets it once at the end);
-        ``writes`` gathers the record and pending-index writes for the caller to queue once.
+        ``writes`` gathers the record and pending-index writes for the caller to queue once;
+        ``deliver=False`` (a canary's decision) records the decision but hands it to nobody.
         """
         record = change.record
         events = list(change.events)
@@ -478,7 +484,9 @@ class Store:
                 else:
                     pipe.zrem(self.keys.break_glass, record.id)
         decision = change.decision
-        if decision is not None:
+        if decision is not None and not deliver:
+            events = _with_delivery(events, decision, [])
+        elif decision is not None:
             payload = decision.model_dump_json()
             pipe.lpush(self.keys.decision(decision.request_id), payload)
             pipe.expire(self.keys.decision(decision.request_id), self.decision_ttl_s)

@@ -34,7 +34,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from hitl.errors import StoreUnavailable
 
-__all__ = ["Entry", "GroupReader", "Handler", "consumer_name", "follow"]
+__all__ = ["Entry", "GroupReader", "Handler", "consumer_name", "follow", "stream_entries"]
 
 log = logging.getLogger("hitl.streams")
 
@@ -126,7 +126,7 @@ class GroupReader:
         reply: Any = self.redis.xreadgroup(
             self.group, self.consumer, {self.stream: ">"}, count=self.count, block=block_ms or None
         )
-        return _entries(reply)
+        return stream_entries(reply)
 
     def ack(self, ids: Sequence[str], *, delete: bool = False) -> None:
         """Acknowledge ``ids``; with ``delete``, also remove them from the stream in the same
@@ -192,7 +192,7 @@ def _fields(raw: Any) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in dict(raw).items()}
 
 
-def _entries(reply: Any) -> list[Entry]:
+def stream_entries(reply: Any) -> list[Entry]:
     """XREADGROUP's reply (RESP2 list or RESP3 dict) as entries."""
     if not reply:
         return []

@@ -121,13 +121,15 @@ async def test_approve_a_decided_request_says_who_won(harness: SlackHarness) -> 
 
 
 async def test_stats(harness: SlackHarness) -> None:
-    """``stats`` counts what is waiting, by risk, and reports the channel's delivery."""
+    """``stats`` counts what is waiting, by risk, reports the channel's delivery, and gives the
+    governance figures of ``hitl stats``."""
     await harness.submit_and_post()
     await harness.submit_and_post(action="wire", params={"amount": 1})
     text = await answer(harness, "stats")
     assert "2 pending" in text
     assert "medium: 1" in text and "high: 1" in text
     assert "cards posted" in text
+    assert "approval rate (decided by people)" in text and "late answers: 0" in text
 
 
 async def test_oncall(harness: SlackHarness) -> None:

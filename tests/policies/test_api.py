@@ -19,6 +19,7 @@ def test_exported_names_are_pinned() -> None:
         "CaseResult",
         "DirectoryEntry",
         "Expectation",
+        "GovernanceConfig",
         "Policy",
         "PolicyConfig",
         "PolicyHolder",

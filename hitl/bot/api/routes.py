@@ -33,6 +33,8 @@ from hitl.handlers import Authority, Decider, pending
 from hitl.handlers.audit import chain_status
 from hitl.handlers.batch import DigestSource, decide_digest
 from hitl.handlers.breakglass import acknowledge, break_glass
+from hitl.handlers.labels import label
+from hitl.handlers.queries import destination_names
 from hitl.handlers.tokens import Caller, Directory, authenticate, require_operator
 from hitl.keys import KeyRing
 from hitl.models import Outcome, RequestRecord, Risk
@@ -42,7 +44,17 @@ from hitl.queue.tokens import TokenRecords
 
 from . import schemas as s
 
-__all__ = ["API_PREFIX", "MAX_BODY", "ROUTES", "Api", "ApiService", "Route", "record_json"]
+__all__ = [
+    "API_PREFIX",
+    "MAX_BODY",
+    "ROUTES",
+    "Api",
+    "ApiService",
+    "Route",
+    "error_status",
+    "parse_body",
+    "record_json",
+]
 
 log = logging.getLogger("hitl.api")
 
@@ -50,6 +62,7 @@ API_PREFIX = "/api/v1"
 MAX_BODY = 64 * 1024
 """Request bodies larger than this are refused (413) before they are parsed."""
 T = TypeVar("T")
+B = TypeVar("B", bound=BaseModel)
 
 
 class _Checkpointer(Protocol):
@@ -158,7 +171,7 @@ class Api:
     async def list_requests(self, request: web.Request, caller: Caller, _: Any) -> BaseModel:
         q = request.query
         offset, limit = _int(q, "offset", 0, 0, 10**9), _int(q, "limit", 20, 1, 200)
-        risk = q.get("risk")
+        risk = q.get("risk") or None
         if risk is not None and risk not in {r.value for r in Risk}:
             raise InvalidRequest(
                 f"risk must be one of {', '.join(r.value for r in Risk)}", [("risk", "invalid")]
@@ -166,16 +179,21 @@ class Api:
         mine = q.get("mine", "0")
         if mine not in ("0", "1", "true", "false"):
             raise InvalidRequest("mine must be 1 or 0", [("mine", "invalid")])
-        action, agent = q.get("action"), q.get("agent_id")
+        action, agent = q.get("action") or None, q.get("agent_id") or None
+        destination = q.get("destination") or None
+        min_age = _int(q, "min_age_s", 0, 0, 10**9)
+        born_before = self.service.store.clock() - min_age
 
         def where(r: RequestRecord) -> bool:
             return (
                 (risk is None or r.verdict.risk.value == risk)
                 and (action is None or r.request.action == action)
                 and (agent is None or r.request.agent_id == agent)
+                and (destination is None or destination in destination_names(r.verdict))
+                and (not min_age or r.created_at <= born_before)
             )
 
-        filtered = risk is not None or action is not None or agent is not None
+        filtered = any(v is not None for v in (risk, action, agent, destination)) or min_age > 0
         page = await asyncio.to_thread(
             pending,
             self.service.store,
@@ -245,6 +263,17 @@ class Api:
             record=record_json(record),
         )
 
+    async def label(self, request: web.Request, caller: Caller, body: Any) -> BaseModel:
+        rid = request.match_info["id"]
+        made = await asyncio.to_thread(
+            label, self.service.store, rid, body.label, caller.reviewer(), body.note
+        )
+        return s.LabelResult(
+            id=rid,
+            message=f"{rid} ({made.outcome}) labelled {made.label} by {made.by}",
+            **made.model_dump(),
+        )
+
     # -- digests, audit, identity --------------------------------------------------------------
 
     async def approve_all(self, request: web.Request, caller: Caller, body: Any) -> BaseModel:
@@ -300,7 +329,7 @@ class _Record(BaseModel):
 
 def _int(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
-    if raw is None:
+    if raw is None or raw == "":  # an empty form field means "not given"
         return default
     try:
         value = int(raw)
@@ -326,6 +355,12 @@ async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
         raise InvalidRequest(f"the body is not JSON: {exc}", [("body", "not JSON")]) from None
     if not isinstance(data, dict):
         raise InvalidRequest("the body must be a JSON object", [("body", "not an object")])
+    return parse_body(model, data)
+
+
+def parse_body(model: type[B], data: dict[str, Any]) -> B:
+    """``data`` validated by ``model``, else :class:`InvalidRequest` listing each field's problem
+    (the JSON API's bodies and the web inbox's forms are checked by the same models)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -355,8 +390,13 @@ _STATUS: list[tuple[type[BaseException], int, str]] = [
 ]
 
 
+def error_status(exc: BaseException) -> tuple[int, str] | None:
+    """The HTTP status and error code of a failure the API answers (None: a bug, 500)."""
+    return next(((st, c) for kind, st, c in _STATUS if isinstance(exc, kind)), None)
+
+
 def _error(exc: Exception) -> web.Response:
-    found = next(((st, c) for kind, st, c in _STATUS if isinstance(exc, kind)), None)
+    found = error_status(exc)
     if found is None:
         log.exception("API handler failed", exc_info=exc)
     status, code = found or (500, "internal")
@@ -390,6 +430,16 @@ ROUTES: list[Route] = [
             ("risk", {"type": "string", "enum": [r.value for r in Risk]}, "only this risk"),
             ("action", {"type": "string"}, "only this action (tool name)"),
             ("agent_id", {"type": "string"}, "only this agent's requests"),
+            (
+                "destination",
+                {"type": "string"},
+                "only requests routed there (`channel:#ops`, `#ops`, `oncall:infra`, `user:bob`)",
+            ),
+            (
+                "min_age_s",
+                {"type": "integer", "minimum": 0},
+                "only requests waiting at least this many seconds",
+            ),
             ("offset", {"type": "integer", "minimum": 0}, "skip this many (default 0)"),
             ("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size (default 20)"),
         ),  # fmt: skip
@@ -466,6 +516,15 @@ ROUTES: list[Route] = [
         s.OverrideBody,
         _REFUSALS + (413,),
         operator=True,
+    ),
+    Route(
+        "POST",
+        "/requests/{id}/label",
+        Api.label,
+        "Say afterwards whether a decision was right (for the false-positive rate)",
+        s.LabelResult,
+        s.LabelBody,
+        (400, 401, 404, 413, 503),
     ),
     Route(
         "POST",

@@ -75,6 +75,23 @@ class OverrideBody(_Body):
     reason: Reason
 
 
+class LabelBody(_Body):
+    label: Literal["correct", "incorrect"]
+    note: str = ""
+
+
+class LabelResult(BaseModel):
+    """A label put on a decided request (``incorrect`` on a rejection: a false positive)."""
+
+    id: str
+    label: str
+    by: str
+    at: float
+    note: str = ""
+    outcome: str
+    message: str
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from hitl.bot.cards import RISK_EMOJI, format_time
+from hitl.bot.cards import RISK_EMOJI, age_words, format_time
 from hitl.bot.commands import USAGE, Parsed, help_text, parse
 from hitl.bot.directory import reviewers_of
 from hitl.bot.slack.blocks import card_blocks, card_text, esc, notice_blocks, pending_blocks
@@ -27,6 +27,7 @@ from hitl.bot.slack.context import SlackContext
 from hitl.bot.slack.payloads import SlashCommand
 from hitl.errors import HitlError, NotFound, RefusedAttempt
 from hitl.handlers import pending
+from hitl.handlers.metrics import governance_of, stats, stats_lines
 from hitl.models import Risk
 
 __all__ = ["USAGE", "Parsed", "parse", "register", "run"]
@@ -122,7 +123,7 @@ async def stats_text(ctx: SlackContext, reviewer_id: str) -> str:
     lines.append(" · ".join(f"{RISK_EMOJI[r]} {r.value}: {n}" for r, n in by_risk.items()))
     if records:
         oldest = min(records, key=lambda r: r.created_at)
-        age = _age(now - oldest.created_at)
+        age = age_words(now - oldest.created_at)
         lines.append(f"Oldest: `{oldest.id}`, waiting {age}")
         deadlines = [r.deadline for r in records if r.deadline is not None]
         if deadlines:
@@ -133,16 +134,10 @@ async def stats_text(ctx: SlackContext, reviewer_id: str) -> str:
         f"{ctx.dispatcher.backlog(ctx.channel.name)} waiting to be posted), {s.updated} updates, "
         f"{d.rate_limited} rate-limited calls, {d.retried} retries"
     )
+    figures = await ctx.run(lambda: stats(ctx.store, governance=governance_of(ctx.authority)))
+    lines.append("*Governance*")
+    lines += [esc(line) for line in stats_lines(figures)[:-1]]  # the pending line is above
     return "\n".join(lines)
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
 
 def oncall_text(ctx: SlackContext) -> str:
