@@ -7,7 +7,8 @@ touching the audit chain or the scheduler's jobs. The rules, per user:
 - ``hitl-agent``: ``XADD`` to ``<prefix>requests`` (write-only: no ``XRANGE``/``XREAD`` of other
   agents' requests); ``BLPOP``/``LPOP`` on ``<prefix>decision:*`` (they remove what they return,
   so they need read and write on those keys); ``GET``/``EXISTS`` on ``<prefix>req:*``
-  (read-only), which is all :class:`hitl.Client` and :class:`hitl.AsyncClient` send.
+  (read-only), and ``LRANGE`` on ``<prefix>feedback:*`` (read-only), which is all
+  :class:`hitl.Client` and :class:`hitl.AsyncClient` send.
 - ``hitl-service`` (``hitl serve``) and ``hitl-worker`` (``hitl worker``): every key under the
   prefix and RQ's ``rq:*`` (the service arms the sweep and tick jobs, the worker runs them, and both
   write records, audit entries and decisions); data, stream, transaction and scripting commands
@@ -133,8 +134,13 @@ def acl_users(keys: Keys, queue: str) -> dict[str, AclUser]:
         "agent": AclUser(
             "agent",
             "hitl-agent",
-            (f"%W~{keys.requests}", f"~{keys.decision('*')}", f"%R~{keys.req('*')}"),
-            ("+xadd", "+blpop", "+lpop", "+get", "+exists", *_HANDSHAKE),
+            (
+                f"%W~{keys.requests}",
+                f"~{keys.decision('*')}",
+                f"%R~{keys.req('*')}",
+                f"%R~{p}feedback:*",
+            ),
+            ("+xadd", "+blpop", "+lpop", "+get", "+exists", "+lrange", *_HANDSHAKE),
         ),
         "auditor": AclUser(
             "auditor",

@@ -59,7 +59,13 @@ from hitl.errors import (
     StoreUnavailable,
 )
 from hitl.keys import PublicKeys
-from hitl.models import MAX_PAYLOAD_BYTES, ApprovalRequest, Decision, RequestRecord
+from hitl.models import (
+    MAX_PAYLOAD_BYTES,
+    ApprovalRequest,
+    Decision,
+    FeedbackEntry,
+    RequestRecord,
+)
 from hitl.queue.keys import Keys
 from hitl.signing import request_digest, verify_decision
 
@@ -172,6 +178,19 @@ class _Verifier:
         if request_id is not None and digest is None:
             digest = self.digests.get(request_id)
         return verify_decision(decision, keys, request_id=request_id, request_digest=digest)
+
+
+def _feedback_key(keys: Keys, action: str, agent_id: str | None) -> str:
+    if not agent_id:
+        raise InvalidRequest(
+            "feedback is kept per agent: pass agent_id= (or create the client with one)",
+            [("agent_id", "required")],
+        )
+    return keys.feedback(agent_id, action)
+
+
+def _feedback_entries(raw: list[str]) -> list[FeedbackEntry]:
+    return [FeedbackEntry.model_validate_json(item) for item in raw]
 
 
 def _cancel_fields(request_id: str, reason: str, agent_id: str | None) -> dict[Any, Any]:
@@ -312,6 +331,20 @@ class Client:
                 raise NotFound(f"no request {request_id!r} to cancel") from None
             raise
 
+    def feedback(
+        self, *, action: str, agent_id: str | None = None, limit: int = 50
+    ) -> list[FeedbackEntry]:
+        """What humans decided about this agent's ``action`` requests, newest first: approvals,
+        rejections with their reasons, and modifications (``original_params`` -> ``params``),
+        so that the agent can avoid proposing what was refused. ``agent_id`` defaults to the
+        client's. Feedback is advice to the agent: it never approves anything by itself."""
+        key = _feedback_key(self.keys, action, agent_id or self.agent_id)
+        try:
+            raw = self.redis.lrange(key, 0, max(0, limit - 1))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not read feedback: {exc}") from exc
+        return _feedback_entries(raw)
+
     def status(self, request_id: str) -> RequestRecord | None:
         raw = self.redis.get(self.keys.req(request_id))
         return RequestRecord.model_validate_json(raw) if raw else None
@@ -444,6 +477,17 @@ class AsyncClient:
             if await self.status(request_id) is None:
                 raise NotFound(f"no request {request_id!r} to cancel") from None
             raise
+
+    async def feedback(
+        self, *, action: str, agent_id: str | None = None, limit: int = 50
+    ) -> list[FeedbackEntry]:
+        """See :meth:`Client.feedback`."""
+        key = _feedback_key(self.keys, action, agent_id or self.agent_id)
+        try:
+            raw = await self.redis.lrange(key, 0, max(0, limit - 1))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not read feedback: {exc}") from exc
+        return _feedback_entries(raw)
 
     async def status(self, request_id: str) -> RequestRecord | None:
         raw = await self.redis.get(self.keys.req(request_id))

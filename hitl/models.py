@@ -41,6 +41,7 @@ __all__ = [
     "Decision",
     "Destination",
     "EscalationStep",
+    "FeedbackEntry",
     "Outcome",
     "PlanStep",
     "RequestRecord",
@@ -425,6 +426,51 @@ class Decision(_Strict):
     def age_s(self) -> float:
         """Seconds between the request and its decision."""
         return max(0.0, self.decided_at - self.requested_at)
+
+
+class FeedbackEntry(_Strict):
+    """What a human decided about one of an agent's requests, kept for the agent to learn from.
+
+    The store writes one per human decision (approved or rejected) in the same transaction as
+    the decision, under ``<prefix>feedback:<agent and action>``; :meth:`hitl.Client.feedback`
+    reads them back. ``original_params`` is set when a reviewer changed the params
+    (``params`` is then what was approved instead); ``risk`` is the policy's, not the agent's.
+    """
+
+    request_id: RequestId
+    agent_id: Ident
+    action: Annotated[str, StringConstraints(pattern=ACTION_PATTERN)]
+    outcome: Outcome
+    risk: Risk
+    reason: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    original_params: dict[str, Any] | None = None
+    reviewers: list[str] = Field(default_factory=list)
+    decided_at: float = 0.0
+
+    @property
+    def modified(self) -> bool:
+        return self.original_params is not None
+
+    @classmethod
+    def of(cls, record: RequestRecord, decision: Decision) -> FeedbackEntry | None:
+        """The entry for a human decision on an agent's request; None for anything else
+        (automatic, expired or cancelled outcomes, or a request without an ``agent_id``)."""
+        agent_id = record.request.agent_id
+        if agent_id is None or decision.outcome not in (Outcome.APPROVED, Outcome.REJECTED):
+            return None
+        return cls(
+            request_id=decision.request_id,
+            agent_id=agent_id,
+            action=record.request.action,
+            outcome=decision.outcome,
+            risk=record.verdict.risk,
+            reason=decision.reason,
+            params=decision.params,
+            original_params=decision.original_params if decision.modified else None,
+            reviewers=[r.display_name or r.user_id for r in decision.reviewers],
+            decided_at=decision.decided_at,
+        )
 
 
 class BreakGlass(_Strict):

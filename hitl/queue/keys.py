@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 __all__ = ["Keys"]
@@ -83,6 +85,13 @@ class Keys:
     def token(self, token_id: str) -> str:
         """String: a personal API token's record (JSON); the token itself is never stored."""
         return f"{self.prefix}token:{token_id}"
+
+    def feedback(self, agent_id: str, action: str) -> str:
+        """List: the newest human decisions on one agent's requests for one action
+        (:class:`~hitl.models.FeedbackEntry` JSON, newest first, capped). Both names may hold
+        ``:``, so the key carries a digest of the pair, never the names themselves."""
+        pair = json.dumps([agent_id, action]).encode()
+        return f"{self.prefix}feedback:{hashlib.sha256(pair).hexdigest()[:32]}"
 
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""
