@@ -609,10 +609,12 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         add_subparser(sub)
     from hitl.cli_keys import add_subparser as add_keys
+    from hitl.cli_mcp import add_subparser as add_mcp
     from hitl.cli_tokens import add_subparser as add_tokens
 
     add_keys(sub)
     add_tokens(sub)
+    add_mcp(sub)
     return parser
 
 

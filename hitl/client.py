@@ -189,7 +189,7 @@ def _feedback_key(keys: Keys, action: str, agent_id: str | None) -> str:
     return keys.feedback(agent_id, action)
 
 
-def _feedback_entries(raw: list[str]) -> list[FeedbackEntry]:
+def _feedback_entries(raw: list[str | bytes]) -> list[FeedbackEntry]:
     return [FeedbackEntry.model_validate_json(item) for item in raw]
 
 
