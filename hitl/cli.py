@@ -608,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subparser(sub)
+    from hitl.cli_feedback import add_subparser as add_feedback
     from hitl.cli_keys import add_subparser as add_keys
     from hitl.cli_mcp import add_subparser as add_mcp
     from hitl.cli_tokens import add_subparser as add_tokens
@@ -615,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys(sub)
     add_tokens(sub)
     add_mcp(sub)
+    add_feedback(sub)
     return parser
 
 

@@ -20,8 +20,8 @@ from mcp import StdioServerParameters  # noqa: E402
 
 from hitl.models import State  # noqa: E402
 from hitl.queue.store import Store  # noqa: E402
-from tests.integrations.conftest import Reviewers  # noqa: E402
 from tests.redis_server import free_port  # noqa: E402
+from tests.reviewers import Reviewers  # noqa: E402
 
 HITL = [sys.executable, "-m", "hitl"]
 TOOLS_SERVER = Path(__file__).with_name("mcp_tools_server.py")
