@@ -7,7 +7,8 @@ touching the audit chain or the scheduler's jobs. The rules, per user:
 - ``hitl-agent``: ``XADD`` to ``<prefix>requests`` (write-only: no ``XRANGE``/``XREAD`` of other
   agents' requests); ``BLPOP``/``LPOP`` on ``<prefix>decision:*`` (they remove what they return,
   so they need read and write on those keys); ``GET``/``EXISTS`` on ``<prefix>req:*``
-  (read-only), and ``LRANGE`` on ``<prefix>feedback:*`` (read-only), which is all
+  (read-only), ``LRANGE`` on ``<prefix>feedback:*`` and ``MGET`` on ``<prefix>control:*``
+  (read-only: their feedback, and whether a person paused them), which is all
   :class:`hitl.Client` and :class:`hitl.AsyncClient` send.
 - ``hitl-service`` (``hitl serve``) and ``hitl-worker`` (``hitl worker``): every key under the
   prefix and RQ's ``rq:*`` (the service arms the sweep and tick jobs, the worker runs them, and both
@@ -139,8 +140,9 @@ def acl_users(keys: Keys, queue: str) -> dict[str, AclUser]:
                 f"~{keys.decision('*')}",
                 f"%R~{keys.req('*')}",
                 f"%R~{p}feedback:*",
+                f"%R~{p}control:*",
             ),
-            ("+xadd", "+blpop", "+lpop", "+get", "+exists", "+lrange", *_HANDSHAKE),
+            ("+xadd", "+blpop", "+lpop", "+get", "+mget", "+exists", "+lrange", *_HANDSHAKE),
         ),
         "auditor": AclUser(
             "auditor",

@@ -38,6 +38,7 @@ __all__ = [
     "ApprovalRequest",
     "BreakGlass",
     "CardRef",
+    "Control",
     "Decision",
     "Destination",
     "EscalationStep",
@@ -471,6 +472,30 @@ class FeedbackEntry(_Strict):
             reviewers=[r.display_name or r.user_id for r in decision.reviewers],
             decided_at=decision.decided_at,
         )
+
+
+class Control(_Strict):
+    """An override: a person paused or resumed an agent, or stopped a session.
+
+    The service signs it like a decision (``key_id``, ``signature``), so that an agent, which
+    holds only the public key, can tell it from a forgery: a forged ``resume`` would otherwise
+    let a paused agent act. Exactly one of ``agent_id`` (pause, resume) and ``session_id``
+    (stop) is set.
+    """
+
+    kind: Literal["pause", "resume", "stop"]
+    agent_id: Ident | None = None
+    session_id: Ident | None = None
+    by: Reviewer
+    reason: Annotated[str, StringConstraints(max_length=3000)] = ""
+    at: float = 0.0
+    key_id: str = ""
+    signature: str = ""
+
+    @property
+    def halts(self) -> bool:
+        """True for a pause or a stop: tools must not run."""
+        return self.kind != "resume"
 
 
 class BreakGlass(_Strict):

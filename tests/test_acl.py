@@ -35,6 +35,7 @@ def test_the_agent_may_only_add_requests_and_read_its_decisions() -> None:
         "~acme:hitl:decision:*",
         "%R~acme:hitl:req:*",
         "%R~acme:hitl:feedback:*",
+        "%R~acme:hitl:control:*",
     ) == agent.keys
     granted = {c for c in agent.commands if c.startswith("+")}
     assert {
@@ -44,6 +45,7 @@ def test_the_agent_may_only_add_requests_and_read_its_decisions() -> None:
         "+get",
         "+exists",
         "+lrange",
+        "+mget",
         "+ping",
         "+hello",
         "+auth",

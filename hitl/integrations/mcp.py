@@ -17,7 +17,8 @@ The server is an agent: it runs with the agent's Redis credential and the servic
 ``hitl mcp guard --risky a,b -- CMD ARGS`` launches another MCP server (stdio) and serves its
 tools unchanged, except that a call to a risky tool becomes an approval request first: the tool
 runs with the params a human approved (maybe modified), or does not run and the caller gets the
-reviewer's reason as an error result::
+reviewer's reason as an error result. While a person has paused the agent (``hitl pause``), no
+tool runs at all, and ``request_approval`` refuses::
 
     server = guard_server(StdioServerParameters(command="my-db-mcp"), {"drop_table"}, client)
 """
@@ -122,6 +123,7 @@ def build_server(client: AsyncClient) -> MCPServer:
         to pass to get_decision. Act only on ``approved: true``, with the returned params."""
         with _tool_errors():
             wait = _bounded_wait(wait_s)
+            await client.check_controls()
             request_id = await client.submit(
                 action, params, summary=summary or None, reasoning=reasoning or None, risk=risk
             )
@@ -193,6 +195,10 @@ def guard_server(
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> Any:
         downstream: McpClient = ctx.lifespan_context
         arguments = dict(params.arguments or {})
+        try:
+            await client.check_controls()
+        except HitlError as exc:  # paused, or a control that does not verify: nothing runs
+            return _error_result(f"not run: {exc}")
         if params.name in risky:
             try:
                 decision = await client.request_approval(

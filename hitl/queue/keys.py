@@ -93,6 +93,19 @@ class Keys:
         pair = json.dumps([agent_id, action]).encode()
         return f"{self.prefix}feedback:{hashlib.sha256(pair).hexdigest()[:32]}"
 
+    @property
+    def controls(self) -> str:
+        """Stream of every override (pause, resume, stop) as signed Control JSON."""
+        return f"{self.prefix}controls"
+
+    def agent_control(self, agent_id: str) -> str:
+        """String: the agent's latest pause or resume (signed Control JSON)."""
+        return f"{self.prefix}control:agent:{agent_id}"
+
+    def session_control(self, session_id: str) -> str:
+        """String: the stop of a session (signed Control JSON); a stop is final."""
+        return f"{self.prefix}control:session:{session_id}"
+
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""
         return f"{self.prefix}req:{request_id}"

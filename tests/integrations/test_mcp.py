@@ -20,6 +20,7 @@ from mcp import StdioServerParameters  # noqa: E402
 
 from hitl.models import State  # noqa: E402
 from hitl.queue.store import Store  # noqa: E402
+from tests.api_server import ApiServer  # noqa: E402
 from tests.redis_server import free_port  # noqa: E402
 from tests.reviewers import Reviewers  # noqa: E402
 
@@ -210,3 +211,21 @@ async def test_guard_runs_risky_tools_only_as_approved(
         store.get(decided[2]).request.agent_id,
         store.get(decided[2]).request.params,
     )
+
+
+async def test_a_paused_agent_runs_no_tool(
+    agent_env: dict[str, str], api: ApiServer, tmp_path: Path, store: Store
+) -> None:
+    """After `pause db-agent` (API), the guard runs no tool and request_approval refuses."""
+    status, _, _ = api.call("POST", "/agents/db-agent/pause", api.token("bob"), {"reason": "audit"})
+    assert 200 == status
+    ran = tmp_path / "ran.txt"
+    async with McpClient(guarded(agent_env, ran)) as client:
+        refused = await client.call_tool("count_rows", {"table": "users"})
+    assert refused.is_error
+    assert "agent db-agent was paused by Bob Brown: audit" in refused.content[0].text  # type: ignore[union-attr]
+    assert not ran.exists()
+    async with McpClient(stdio(agent_env, "mcp", "--agent-id", "db-agent")) as client:
+        asked = await client.call_tool("request_approval", {"action": "x", "params": {}})
+    assert asked.is_error and "paused" in asked.content[0].text  # type: ignore[union-attr]
+    assert 0 == store.redis.xlen(store.keys.requests)

@@ -107,8 +107,9 @@ def chain_ok(store: Store) -> bool:
 
 
 def agent_feedback(server: RedisServer, action: str) -> list[FeedbackEntry]:
-    """``Client.feedback`` read as hitl-agent."""
+    """``Client.feedback`` read as hitl-agent (and its overrides: none)."""
     with Client(url=url(server, "agent"), settings=AGENT, agent_id="agent-1") as agent:
+        assert [] == agent.controls(session_id="s-1")
         return agent.feedback(action=action)
 
 
@@ -188,6 +189,7 @@ async def test_async_agent_submits_waits_and_cancels(
         ("KEYS", "*"),
         ("SCAN", "0"),
         ("LPUSH", "hitl:feedback:x", "{}"),
+        ("SET", "hitl:control:agent:a", "{}"),
         ("LRANGE", "hitl:requests", "0", "-1"),
     ],
     ids=lambda c: " ".join(c[:2]),

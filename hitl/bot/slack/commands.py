@@ -1,4 +1,5 @@
-"""The ``/hitl`` slash command: pending, show, approve, reject, stats, oncall, help.
+"""The ``/hitl`` slash command: pending, show, approve, reject, pause, resume, stop, stats,
+oncall, help.
 
 Every answer is ephemeral (only the caller sees it). Usage errors are answered in the
 acknowledgement itself; anything that reads the store acknowledges first and answers through
@@ -7,6 +8,7 @@ acknowledgement itself; anything that reads the store acknowledges first and ans
     /hitl pending                 requests you may decide, with buttons, 5 per page
     /hitl approve r-42 checked with the customer
     /hitl reject r-42 use the staging account
+    /hitl pause support-bot it keeps refunding the same order
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hitl.bot.slack.context import SlackContext
 from hitl.bot.slack.payloads import SlashCommand
 from hitl.errors import HitlError, NotFound, RefusedAttempt
 from hitl.handlers import pending
+from hitl.handlers.controls import CONTROL_USAGE, Overrides, control_command
 from hitl.models import Risk
 
 __all__ = ["USAGE", "Parsed", "parse", "register", "run"]
@@ -37,6 +40,7 @@ USAGE = {
     "show": "`/hitl show ID` - one request, its card and its state",
     "approve": "`/hitl approve ID [reason]` - approve (one vote under a two-person rule)",
     "reject": "`/hitl reject ID reason` - reject; the reason is required",
+    **CONTROL_USAGE,
     "stats": "`/hitl stats` - what is waiting, by risk, and how the Slack channel is doing",
     "oncall": "`/hitl oncall` - who is on call now for each schedule",
     "help": "`/hitl help` - this list",
@@ -68,6 +72,8 @@ def parse(text: str) -> Parsed:
     rest = words[1:]
     if name not in USAGE:
         return Parsed("unknown", usage=f"Unknown subcommand `{words[0][:40]}`.")
+    if name in CONTROL_USAGE:
+        return Parsed(name, reason=" ".join(words))  # control_command parses and says usage
     if name in ("show", "approve", "reject"):
         if not rest:
             return Parsed(name, usage=f"Missing the request id. Usage: {USAGE[name]}")
@@ -140,6 +146,10 @@ async def run(
         elif parsed.name == "reject":
             result = await ctx.run(ctx.decider.reject, parsed.request_id, reviewer, parsed.reason)
             await _say(respond, f":no_entry_sign: `{parsed.request_id}`: {result.message}")
+        elif parsed.name in CONTROL_USAGE:
+            overrides = Overrides(ctx.store, ctx.authority, ctx.decider)
+            text = await ctx.run(control_command, overrides, parsed.reason, reviewer)
+            await _say(respond, f":octagonal_sign: {text}")
         elif parsed.name == "stats":
             await _say(respond, await stats_text(ctx, reviewer.user_id))
         elif parsed.name == "oncall":
