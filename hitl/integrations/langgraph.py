@@ -27,8 +27,6 @@ to wait and resume from the checkpointer (e.g. ``SqliteSaver``).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Protocol
 
 from langgraph.config import get_config
@@ -37,6 +35,7 @@ from langgraph.types import Command, Interrupt, interrupt
 from hitl.client import Client, build_request
 from hitl.config import Settings
 from hitl.errors import InvalidRequest
+from hitl.integrations._common import refusal_text, request_id_for
 from hitl.keys import PublicKeys
 from hitl.models import ApprovalRequest, Decision
 from hitl.signing import canonical_json, request_digest, verify_decision
@@ -45,7 +44,6 @@ __all__ = [
     "HITL_KEY",
     "approval",
     "middleware_response",
-    "request_id_for",
     "run",
     "submit_pending",
 ]
@@ -59,11 +57,6 @@ class Graph(Protocol):
 
     def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any: ...  # noqa: A002 - LangGraph's name
     def get_state(self, config: Any, **kwargs: Any) -> Any: ...
-
-
-def request_id_for(*parts: str) -> str:
-    """A stable request id from a thread and a position in it: the same after a restart."""
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 def _node_request(action: str, params: dict[str, Any], fields: dict[str, Any]) -> ApprovalRequest:
@@ -126,9 +119,7 @@ def middleware_response(actions: list[dict[str, Any]], decisions: list[Decision]
     answers: list[dict[str, Any]] = []
     for action, d in zip(actions, decisions, strict=True):
         if not d.approved:
-            who = ", ".join(r.display_name or r.user_id for r in d.reviewers) or "hitl"
-            message = f"{d.outcome.value} by {who}" + (f": {d.reason}" if d.reason else "")
-            answers.append({"type": "reject", "message": message})
+            answers.append({"type": "reject", "message": refusal_text(d)})
         elif d.modified:
             edited = {"name": action["name"], "args": d.params}
             answers.append({"type": "edit", "edited_action": edited})

@@ -40,6 +40,7 @@ from mcp.server.stdio import stdio_server
 
 from hitl.client import AsyncClient
 from hitl.errors import ApprovalTimeout, HitlError, InvalidRequest, NotFound
+from hitl.integrations._common import refusal_text
 from hitl.models import Decision, FeedbackEntry
 
 __all__ = ["MAX_WAIT_S", "build_server", "decision_json", "guard_server", "run_guard"]
@@ -151,14 +152,6 @@ def build_server(client: AsyncClient) -> MCPServer:
     return server
 
 
-def _refusal(decision: Decision) -> types.CallToolResult:
-    who = ", ".join(r.display_name or r.user_id for r in decision.reviewers) or "hitl"
-    text = f"not run: {decision.outcome.value} by {who}"
-    if decision.reason:
-        text += f": {decision.reason}"
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
-
-
 def _error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
 
@@ -211,7 +204,7 @@ def guard_server(
             except HitlError as exc:
                 return _error_result(f"not run: could not get an approval: {exc}")
             if not decision.approved:
-                return _refusal(decision)
+                return _error_result(f"not run: {refusal_text(decision)}")
             arguments = decision.params
         return await downstream.call_tool(params.name, arguments)
 
