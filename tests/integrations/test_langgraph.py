@@ -22,17 +22,17 @@ from langchain_core.messages import ToolMessage  # noqa: E402
 from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
 from langgraph.types import Command  # noqa: E402
 
+from examples.langgraph_refund import build_agent, build_graph  # noqa: E402
 from hitl.client import Client  # noqa: E402
 from hitl.errors import SignatureError  # noqa: E402
 from hitl.integrations.langgraph import run  # noqa: E402
 from hitl.keys import KeyRing  # noqa: E402
 from hitl.models import Decision, Outcome  # noqa: E402
 from hitl.signing import sign_decision  # noqa: E402
-from tests.integrations.langgraph_app import build_agent, build_graph  # noqa: E402
 from tests.reviewers import Reviewers  # noqa: E402
 from tests.scenarios.helpers import run_in_thread  # noqa: E402
 
-APP = Path(__file__).with_name("langgraph_app.py")
+APP = Path(__file__).parents[2] / "examples" / "langgraph_refund.py"
 
 
 def lines(log: Path) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from tests.redis_server import free_port  # noqa: E402
 from tests.reviewers import Reviewers  # noqa: E402
 
 HITL = [sys.executable, "-m", "hitl"]
-TOOLS_SERVER = Path(__file__).with_name("mcp_tools_server.py")
+TOOLS_SERVER = Path(__file__).parents[2] / "examples" / "mcp_db_tools.py"
 
 
 def structured(result: Any) -> Any:

@@ -18,11 +18,11 @@ pytest.importorskip(
 
 from agents import Runner  # noqa: E402
 
+from examples.openai_agents_refund import build_agent  # noqa: E402
 from hitl.client import AsyncClient  # noqa: E402
-from tests.integrations.openai_agents_app import build_agent  # noqa: E402
 from tests.reviewers import Reviewers  # noqa: E402
 
-APP = Path(__file__).with_name("openai_agents_app.py")
+APP = Path(__file__).parents[2] / "examples" / "openai_agents_refund.py"
 
 
 def lines(log: Path) -> list[dict[str, Any]]:

@@ -1,4 +1,11 @@
-"""A tiny MCP tool server for the guard tests: each tool call appends a line to a file."""
+"""A tiny MCP tool server to put behind ``hitl mcp guard``: each tool call appends a line to a
+file, so you can see which ran.
+
+    hitl mcp guard --agent-id db-bot --risky drop_table -- python examples/mcp_db_tools.py ran.txt
+
+(as the command of an MCP server in your IDE's or agent's configuration): ``count_rows`` runs
+at once; ``drop_table`` waits for a reviewer and runs with the params they approved.
+"""
 
 from __future__ import annotations
 

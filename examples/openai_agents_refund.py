@@ -1,9 +1,15 @@
-"""An OpenAI Agents SDK agent for the tests, with a scripted Model (no network, no tracing).
+"""OpenAI Agents SDK + hitl: a needs_approval refund tool resolved by a reviewer, with the
+run state saved while waiting and resumed by another process. The Model is scripted (no API
+key, no network; tracing is off).
 
-Run as a script it is one process of a restarted agent::
+    pip install 'hitl-bot[openai-agents]'
+    export HITL_REDIS_URL=... HITL_PUBLIC_KEY=...          # the agent's environment
+    python examples/openai_agents_refund.py state.json refunds.log start
+    hitl pending; hitl reject ID --reason "already refunded"
+    python examples/openai_agents_refund.py state.json refunds.log resume
 
-    python openai_agents_app.py STATE LOG start    # run until the approval, save, submit, exit
-    python openai_agents_app.py STATE LOG resume   # load, wait for hitl, finish, print output
+``start`` runs until the approval, saves the RunState, submits and exits; ``resume`` loads it,
+waits for the decision and finishes the run.
 """
 
 from __future__ import annotations

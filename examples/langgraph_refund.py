@@ -1,9 +1,15 @@
-"""A tiny LangGraph graph and a LangChain agent for the tests, with a scripted model (no LLM).
+"""LangGraph + hitl: a refund node that pauses in interrupt(), and a LangChain agent whose
+delete_file tool pauses in HumanInTheLoopMiddleware; both resumed with a reviewer's decision,
+also by another process (SQLite checkpointer). The model is scripted (no API key needed).
 
-Run as a script it is one process of a restarted agent::
+    pip install 'hitl-bot[langgraph]' langgraph-checkpoint-sqlite
+    export HITL_REDIS_URL=... HITL_PUBLIC_KEY=...          # the agent's environment
+    python examples/langgraph_refund.py graph.db refunds.log thread-1 node start
+    hitl pending; hitl approve ID --param amount=50          # a reviewer, anywhere
+    python examples/langgraph_refund.py graph.db refunds.log thread-1 node resume
 
-    python langgraph_app.py DB LOG THREAD node|agent start    # pause, submit, exit
-    python langgraph_app.py DB LOG THREAD node|agent resume   # wait, resume, print the result
+(``agent`` instead of ``node`` runs the LangChain agent.) ``start`` runs until the pause,
+submits the request and exits; ``resume`` waits for the decision and finishes the run.
 """
 
 from __future__ import annotations
