@@ -25,9 +25,8 @@ from autogen_agentchat.agents import ApprovalRequest as CodeApprovalRequest
 from autogen_agentchat.agents import ApprovalResponse as CodeApprovalResponse
 from autogen_core.tools import FunctionTool
 
-from hitl.client import AsyncClient, halt_if_paused, require_approval
-from hitl.errors import AgentHalted, ApprovalRejected
-from hitl.integrations._common import refusal_text
+from hitl.client import AsyncClient
+from hitl.integrations._common import approved_or_refusal, refusal_text
 
 __all__ = ["approval_func", "hitl_tool"]
 
@@ -45,23 +44,11 @@ def hitl_tool(
     action = name or fn.__name__
 
     @functools.wraps(fn)
-    async def call(**kwargs: Any) -> Any:
+    async def call(**kwargs: Any) -> Any:  # AutoGen awaits tools: one async body for both kinds
         result = fn(**kwargs)
         return await result if inspect.isawaitable(result) else result
 
-    guarded = halt_if_paused(client)(
-        require_approval(client, action=action, timeout=timeout, **fields)(call)
-    )
-
-    @functools.wraps(fn)
-    async def tool(**kwargs: Any) -> Any:
-        try:
-            return await guarded(**kwargs)
-        except ApprovalRejected as exc:
-            return f"not run: {refusal_text(exc.decision)}"
-        except AgentHalted as exc:
-            return f"not run: {exc}"
-
+    tool = approved_or_refusal(call, client, action=action, timeout=timeout, **fields)
     return FunctionTool(tool, description=description or (fn.__doc__ or action), name=action)
 
 
