@@ -152,13 +152,16 @@ def run(
     max_rounds: int = 100,
 ) -> Any:
     """Invoke ``graph`` (``graph_input=None`` continues from the checkpoint) and answer each hitl
-    interrupt with the reviewers' decisions until the graph finishes; its final output."""
+    interrupt with the reviewers' decisions until the graph finishes; its final output.
+    Raises :class:`~hitl.errors.AgentHalted` (the graph stays paused in its checkpoint) while a
+    person has paused ``client.agent_id``."""
     thread = str(config.get("configurable", {}).get("thread_id", ""))
     result = graph.invoke(graph_input, config) if graph_input is not None else None
     for _ in range(max_rounds):
         pending = _pending(graph, config)
         if not pending:
             return result if result is not None else graph.get_state(config).values
+        client.check_controls()  # a paused agent's graph stays paused (AgentHalted)
         answers: dict[str, Any] = {}
         for item in pending:
             requests = _requests(item, thread, client.agent_id)

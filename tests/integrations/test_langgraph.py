@@ -24,11 +24,12 @@ from langgraph.types import Command  # noqa: E402
 
 from examples.langgraph_refund import build_agent, build_graph  # noqa: E402
 from hitl.client import Client  # noqa: E402
-from hitl.errors import SignatureError  # noqa: E402
+from hitl.errors import AgentHalted, SignatureError  # noqa: E402
 from hitl.integrations.langgraph import run  # noqa: E402
 from hitl.keys import KeyRing  # noqa: E402
 from hitl.models import Decision, Outcome  # noqa: E402
 from hitl.signing import sign_decision  # noqa: E402
+from tests.api_server import ApiServer  # noqa: E402
 from tests.reviewers import Reviewers  # noqa: E402
 from tests.scenarios.helpers import run_in_thread  # noqa: E402
 
@@ -163,3 +164,18 @@ def test_resumes_after_the_process_restarts_while_pending(
     decide(reviewers, action, "modify")
     assert result in process("resume")["result"]
     assert ran == lines(log)
+
+
+def test_a_paused_agents_graph_stays_paused(
+    agent_vars: None, api: ApiServer, tmp_path: Path
+) -> None:
+    """After `pause lg-agent` (API), run() raises AgentHalted; the refund did not run."""
+    status, _, _ = api.call("POST", "/agents/lg-agent/pause", api.token("bob"), {"reason": "audit"})
+    assert 200 == status
+    log = tmp_path / "log"
+    graph = build_graph(InMemorySaver(), log)
+    config = {"configurable": {"thread_id": "t-paused"}}
+    with Client(agent_id="lg-agent") as client, pytest.raises(AgentHalted, match="audit"):
+        run(graph, {"order": "A-1", "amount": 120.0}, config, client, timeout=5)
+    assert [] == lines(log)
+    assert 1 == len(graph.get_state(config).interrupts)
