@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo demo-inbox browser test test-fast lint format bench clean
+.PHONY: install demo demo-inbox browser test test-fast test-heavy lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,17 +34,28 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+## CrewAI and Semantic Kernel: too heavy for `make test` (minutes and ~1.4 GB to install) and
+## pinned to mcp<2, so they get a virtualenv of their own.
+HEAVY := .venv-heavy
+$(HEAVY)/.installed-stamp: pyproject.toml
+	$(PYTHON) -m venv $(HEAVY)
+	$(HEAVY)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,crewai,semantic-kernel]"
+	touch $(HEAVY)/.installed-stamp
+
+test-heavy: $(HEAVY)/.installed-stamp
+	$(HEAVY)/bin/python -m pytest -q tests/integrations/test_crewai.py tests/integrations/test_semantic_kernel.py
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check hitl tests bench
-	$(VENV)/bin/ruff format --check hitl tests bench
+	$(VENV)/bin/ruff check hitl tests bench examples
+	$(VENV)/bin/ruff format --check hitl tests bench examples
 	$(VENV)/bin/mypy
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix hitl tests bench
-	$(VENV)/bin/ruff format hitl tests bench
+	$(VENV)/bin/ruff check --fix hitl tests bench examples
+	$(VENV)/bin/ruff format hitl tests bench examples
 
 bench: $(STAMP)
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(HEAVY) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -7,7 +7,9 @@ touching the audit chain or the scheduler's jobs. The rules, per user:
 - ``hitl-agent``: ``XADD`` to ``<prefix>requests`` (write-only: no ``XRANGE``/``XREAD`` of other
   agents' requests); ``BLPOP``/``LPOP`` on ``<prefix>decision:*`` (they remove what they return,
   so they need read and write on those keys); ``GET``/``EXISTS`` on ``<prefix>req:*``
-  (read-only), which is all :class:`hitl.Client` and :class:`hitl.AsyncClient` send.
+  (read-only), ``LRANGE`` on ``<prefix>feedback:*`` and ``MGET`` on ``<prefix>control:*``
+  (read-only: their feedback, and whether a person paused them), which is all
+  :class:`hitl.Client` and :class:`hitl.AsyncClient` send.
 - ``hitl-service`` (``hitl serve``) and ``hitl-worker`` (``hitl worker``): every key under the
   prefix and RQ's ``rq:*`` (the service arms the sweep and tick jobs, the worker runs them, and both
   write records, audit entries and decisions); data, stream, transaction and scripting commands
@@ -133,8 +135,14 @@ def acl_users(keys: Keys, queue: str) -> dict[str, AclUser]:
         "agent": AclUser(
             "agent",
             "hitl-agent",
-            (f"%W~{keys.requests}", f"~{keys.decision('*')}", f"%R~{keys.req('*')}"),
-            ("+xadd", "+blpop", "+lpop", "+get", "+exists", *_HANDSHAKE),
+            (
+                f"%W~{keys.requests}",
+                f"~{keys.decision('*')}",
+                f"%R~{keys.req('*')}",
+                f"%R~{p}feedback:*",
+                f"%R~{p}control:*",
+            ),
+            ("+xadd", "+blpop", "+lpop", "+get", "+mget", "+exists", "+lrange", *_HANDSHAKE),
         ),
         "auditor": AclUser(
             "auditor",

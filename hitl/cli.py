@@ -612,8 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_subparser(sub)
+    from hitl.cli_feedback import add_subparser as add_feedback
     from hitl.cli_inbox import add_subparser as add_inbox
     from hitl.cli_keys import add_subparser as add_keys
+    from hitl.cli_mcp import add_subparser as add_mcp
     from hitl.cli_teams import add_subparser as add_teams
     from hitl.cli_tokens import add_subparser as add_tokens
 
@@ -621,6 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_tokens(sub)
     add_teams(sub)
     add_inbox(sub)
+    add_mcp(sub)
+    add_feedback(sub)
     return parser
 
 

@@ -321,6 +321,14 @@ def cmd_override(args: argparse.Namespace) -> int:
     return _action_output(args, _post(client, args.id, "override", body))
 
 
+def cmd_control(args: argparse.Namespace) -> int:
+    """``hitl pause AGENT`` / ``hitl resume AGENT`` / ``hitl stop SESSION`` through the API."""
+    where = "sessions" if args.command == "stop" else "agents"
+    path = f"/{where}/{_quote(args.target)}/{args.command}"
+    answer = _client(args).call("POST", path, {"reason": args.reason})
+    return _out(args, answer["message"], answer)
+
+
 def pending_via_api(args: argparse.Namespace) -> dict[str, Any]:
     """``hitl pending`` against the API (when HITL_URL is set)."""
     if getattr(args, "as_user", None) is not None:
@@ -365,7 +373,8 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def add_decide_subparsers(sub: Any) -> None:
-    """approve, approve-all, reject, label, ack, cancel, override, login, logout."""
+    """approve, approve-all, reject, label, ack, cancel, override, pause, resume, stop, login,
+    logout."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     # Refused with a message (not an argparse error), so old scripts learn what changed.
@@ -425,6 +434,16 @@ def add_decide_subparsers(sub: Any) -> None:
     which.add_argument("--reject", action="store_true")
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_override)
+
+    for name, target, text in (
+        ("pause", "AGENT", "pause an agent: its tools refuse to run until resumed"),
+        ("resume", "AGENT", "let a paused agent act again (role manager or operator)"),
+        ("stop", "SESSION", "stop a session: cancel its pending requests, halt its tools"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("target", metavar=target)
+        p.add_argument("--reason", required=name != "resume", default="")
+        p.set_defaults(func=cmd_control)
 
     p = sub.add_parser("login", help="save the service URL and your token (checked first)")
     p.add_argument("--url", help="the service, e.g. http://127.0.0.1:3000 (default $HITL_URL)")

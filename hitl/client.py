@@ -51,6 +51,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from hitl.config import Settings
 from hitl.errors import (
+    AgentHalted,
     ApprovalRejected,
     ApprovalTimeout,
     InvalidRequest,
@@ -59,11 +60,18 @@ from hitl.errors import (
     StoreUnavailable,
 )
 from hitl.keys import PublicKeys
-from hitl.models import MAX_PAYLOAD_BYTES, ApprovalRequest, Decision, RequestRecord
+from hitl.models import (
+    MAX_PAYLOAD_BYTES,
+    ApprovalRequest,
+    Control,
+    Decision,
+    FeedbackEntry,
+    RequestRecord,
+)
 from hitl.queue.keys import Keys
-from hitl.signing import request_digest, verify_decision
+from hitl.signing import request_digest, verify_control, verify_decision
 
-__all__ = ["AsyncClient", "Client", "require_approval"]
+__all__ = ["AsyncClient", "Client", "halt_if_paused", "require_approval"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -172,6 +180,41 @@ class _Verifier:
         if request_id is not None and digest is None:
             digest = self.digests.get(request_id)
         return verify_decision(decision, keys, request_id=request_id, request_digest=digest)
+
+
+def _feedback_key(keys: Keys, action: str, agent_id: str | None) -> str:
+    if not agent_id:
+        raise InvalidRequest(
+            "feedback is kept per agent: pass agent_id= (or create the client with one)",
+            [("agent_id", "required")],
+        )
+    return keys.feedback(agent_id, action)
+
+
+def _feedback_entries(raw: list[str | bytes]) -> list[FeedbackEntry]:
+    return [FeedbackEntry.model_validate_json(item) for item in raw]
+
+
+def _control_keys(keys: Keys, agent_id: str | None, session_id: str | None) -> list[str]:
+    found = [keys.agent_control(agent_id)] if agent_id else []
+    return found + ([keys.session_control(session_id)] if session_id else [])
+
+
+def _halting(
+    raws: list[bytes | str | None], verifier: _Verifier | None, verify: bool
+) -> list[Control]:
+    """The controls that halt, verified; a control that does not verify raises SignatureError
+    (fail closed: a forged ``resume`` must not let a paused agent act)."""
+    out = []
+    for raw in raws:
+        if raw is None:
+            continue
+        control = Control.model_validate_json(raw)
+        if verify and verifier is not None:
+            verify_control(control, verifier.keys())
+        if control.halts:
+            out.append(control)
+    return out
 
 
 def _cancel_fields(request_id: str, reason: str, agent_id: str | None) -> dict[Any, Any]:
@@ -312,6 +355,39 @@ class Client:
                 raise NotFound(f"no request {request_id!r} to cancel") from None
             raise
 
+    def feedback(
+        self, *, action: str, agent_id: str | None = None, limit: int = 50
+    ) -> list[FeedbackEntry]:
+        """What humans decided about this agent's ``action`` requests, newest first: approvals,
+        rejections with their reasons, and modifications (``original_params`` -> ``params``),
+        so that the agent can avoid proposing what was refused. ``agent_id`` defaults to the
+        client's. Feedback is advice to the agent: it never approves anything by itself."""
+        key = _feedback_key(self.keys, action, agent_id or self.agent_id)
+        try:
+            raw = self.redis.lrange(key, 0, max(0, limit - 1))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not read feedback: {exc}") from exc
+        return _feedback_entries(raw)
+
+    def controls(self, session_id: str | None = None) -> list[Control]:
+        """The overrides in force: this agent paused (``/hitl pause``), the session stopped
+        (``/hitl stop``). Empty when the agent may act. Each is verified with the public key;
+        one that does not verify raises :class:`SignatureError` (treat the agent as halted)."""
+        keys = _control_keys(self.keys, self.agent_id, session_id)
+        if not keys:
+            return []
+        try:
+            raws = self.redis.mget(keys)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not read the overrides: {exc}") from exc
+        return _halting(raws, self._verifier, self.verify_signatures)
+
+    def check_controls(self, session_id: str | None = None) -> None:
+        """Raise :class:`AgentHalted` if this agent is paused or the session is stopped."""
+        halting = self.controls(session_id)
+        if halting:
+            raise AgentHalted(halting[0])
+
     def status(self, request_id: str) -> RequestRecord | None:
         raw = self.redis.get(self.keys.req(request_id))
         return RequestRecord.model_validate_json(raw) if raw else None
@@ -445,6 +521,34 @@ class AsyncClient:
                 raise NotFound(f"no request {request_id!r} to cancel") from None
             raise
 
+    async def feedback(
+        self, *, action: str, agent_id: str | None = None, limit: int = 50
+    ) -> list[FeedbackEntry]:
+        """See :meth:`Client.feedback`."""
+        key = _feedback_key(self.keys, action, agent_id or self.agent_id)
+        try:
+            raw = await self.redis.lrange(key, 0, max(0, limit - 1))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not read feedback: {exc}") from exc
+        return _feedback_entries(raw)
+
+    async def controls(self, session_id: str | None = None) -> list[Control]:
+        """See :meth:`Client.controls`."""
+        keys = _control_keys(self.keys, self.agent_id, session_id)
+        if not keys:
+            return []
+        try:
+            raws = await self.redis.mget(keys)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"could not read the overrides: {exc}") from exc
+        return _halting(raws, self._verifier, self.verify_signatures)
+
+    async def check_controls(self, session_id: str | None = None) -> None:
+        """See :meth:`Client.check_controls`."""
+        halting = await self.controls(session_id)
+        if halting:
+            raise AgentHalted(halting[0])
+
     async def status(self, request_id: str) -> RequestRecord | None:
         raw = await self.redis.get(self.keys.req(request_id))
         return RequestRecord.model_validate_json(raw) if raw else None
@@ -526,6 +630,42 @@ def require_approval(
             if not decision.approved:
                 raise ApprovalRejected(decision)
             return cast(Callable[..., Any], fn)(**decision.params)
+
+        return cast(Callable[P, R], functools.wraps(fn)(run))
+
+    return decorate
+
+
+def halt_if_paused(
+    client: Client | AsyncClient, *, session_id: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a tool so that it refuses to run (:class:`AgentHalted`) while a person has
+    paused the client's agent or stopped ``session_id``; it reads the override on every call.
+
+    ::
+
+        @halt_if_paused(client, session_id="chat-42")
+        def send_reply(text: str) -> None: ...
+    """
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        if inspect.iscoroutinefunction(fn):
+            if not isinstance(client, AsyncClient):
+                raise TypeError("an async tool needs an AsyncClient")
+            aclient = client
+
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                await aclient.check_controls(session_id)
+                return await cast(Callable[..., Awaitable[Any]], fn)(*args, **kwargs)
+
+            return cast(Callable[P, R], functools.wraps(fn)(run_async))
+        if not isinstance(client, Client):
+            raise TypeError("a sync tool needs a Client")
+        sclient = client
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            sclient.check_controls(session_id)
+            return cast(Callable[..., Any], fn)(*args, **kwargs)
 
         return cast(Callable[P, R], functools.wraps(fn)(run))
 

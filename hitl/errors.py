@@ -15,6 +15,7 @@ approval in ``except hitl.HitlError``::
     ├── ApprovalTimeout          the SDK waited longer than its timeout; the request stays pending
     ├── StaleApproval            an approval older than the agent's ``max_age``: re-validate first
     ├── SignatureError           a Decision whose signature does not verify
+    ├── AgentHalted              a person paused this agent or stopped its session (override)
     ├── AuditError               the audit chain does not verify (names the first bad seq)
     ├── ChannelError             a chat channel could not post or update, for good
                                  (hitl.bot.channel; Slack's DeliveryError is one)
@@ -27,9 +28,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hitl.models import Decision
+    from hitl.models import Control, Decision
 
 __all__ = [
+    "AgentHalted",
     "AlreadyDecided",
     "ApprovalRejected",
     "ApprovalTimeout",
@@ -127,6 +129,21 @@ class StaleApproval(HitlError):
         self.decision = decision
         self.age_s = age_s
         self.max_age = max_age
+
+
+class AgentHalted(HitlError):
+    """A person paused this agent (``/hitl pause``) or stopped its session (``/hitl stop``):
+    the tool must not run. ``control`` is the signed override that says who, when and why."""
+
+    def __init__(self, control: Control) -> None:
+        target = (
+            f"agent {control.agent_id}" if control.agent_id else f"session {control.session_id}"
+        )
+        done = "paused" if control.kind == "pause" else "stopped"
+        reason = f": {control.reason}" if control.reason else ""
+        who = control.by.display_name or control.by.user_id
+        super().__init__(f"{target} was {done} by {who}{reason}; do not act until it is resumed")
+        self.control = control
 
 
 class SignatureError(HitlError):

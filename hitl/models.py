@@ -38,10 +38,12 @@ __all__ = [
     "ApprovalRequest",
     "BreakGlass",
     "CardRef",
+    "Control",
     "Decision",
     "Destination",
     "EscalationStep",
     "NotifyTarget",
+    "FeedbackEntry",
     "Outcome",
     "PlanStep",
     "RequestRecord",
@@ -456,6 +458,75 @@ class Decision(_Strict):
     def age_s(self) -> float:
         """Seconds between the request and its decision."""
         return max(0.0, self.decided_at - self.requested_at)
+
+
+class FeedbackEntry(_Strict):
+    """What a human decided about one of an agent's requests, kept for the agent to learn from.
+
+    The store writes one per human decision (approved or rejected) in the same transaction as
+    the decision, under ``<prefix>feedback:<agent and action>``; :meth:`hitl.Client.feedback`
+    reads them back. ``original_params`` is set when a reviewer changed the params
+    (``params`` is then what was approved instead); ``risk`` is the policy's, not the agent's.
+    """
+
+    request_id: RequestId
+    agent_id: Ident
+    action: Annotated[str, StringConstraints(pattern=ACTION_PATTERN)]
+    outcome: Outcome
+    risk: Risk
+    reason: str = ""
+    params: dict[str, Any] = Field(default_factory=dict)
+    original_params: dict[str, Any] | None = None
+    reviewers: list[str] = Field(default_factory=list)
+    decided_at: float = 0.0
+
+    @property
+    def modified(self) -> bool:
+        return self.original_params is not None
+
+    @classmethod
+    def of(cls, record: RequestRecord, decision: Decision) -> FeedbackEntry | None:
+        """The entry for a human decision on an agent's request; None for anything else
+        (automatic, expired or cancelled outcomes, or a request without an ``agent_id``)."""
+        agent_id = record.request.agent_id
+        if agent_id is None or decision.outcome not in (Outcome.APPROVED, Outcome.REJECTED):
+            return None
+        return cls(
+            request_id=decision.request_id,
+            agent_id=agent_id,
+            action=record.request.action,
+            outcome=decision.outcome,
+            risk=record.verdict.risk,
+            reason=decision.reason,
+            params=decision.params,
+            original_params=decision.original_params if decision.modified else None,
+            reviewers=[r.display_name or r.user_id for r in decision.reviewers],
+            decided_at=decision.decided_at,
+        )
+
+
+class Control(_Strict):
+    """An override: a person paused or resumed an agent, or stopped a session.
+
+    The service signs it like a decision (``key_id``, ``signature``), so that an agent, which
+    holds only the public key, can tell it from a forgery: a forged ``resume`` would otherwise
+    let a paused agent act. Exactly one of ``agent_id`` (pause, resume) and ``session_id``
+    (stop) is set.
+    """
+
+    kind: Literal["pause", "resume", "stop"]
+    agent_id: Ident | None = None
+    session_id: Ident | None = None
+    by: Reviewer
+    reason: Annotated[str, StringConstraints(max_length=3000)] = ""
+    at: float = 0.0
+    key_id: str = ""
+    signature: str = ""
+
+    @property
+    def halts(self) -> bool:
+        """True for a pause or a stop: tools must not run."""
+        return self.kind != "resume"
 
 
 class BreakGlass(_Strict):

@@ -24,19 +24,24 @@ import rfc8785
 
 from hitl.errors import SignatureError
 from hitl.keys import KeyRing, PublicKeys
-from hitl.models import ApprovalRequest, Decision
+from hitl.models import ApprovalRequest, Control, Decision
 
 __all__ = [
     "canonical_bytes",
     "canonical_json",
+    "control_message",
     "decision_message",
     "params_hash",
     "request_digest",
+    "sign_control",
     "sign_decision",
+    "verify_control",
     "verify_decision",
 ]
 
 DECISION_DOMAIN = b"hitl-decision/1\n"
+CONTROL_DOMAIN = b"hitl-control/1\n"
+"""A control's signature can never pass for a decision's, nor the reverse."""
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -124,6 +129,33 @@ def sign_decision(decision: Decision, keyring: KeyRing) -> Decision:
     unsigned = decision.model_copy(update={"key_id": keyring.active, "signature": ""})
     kid, signature = keyring.sign(decision_message(unsigned))
     return unsigned.model_copy(update={"signature": signature, "key_id": kid})
+
+
+def control_message(control: Control) -> bytes:
+    """The exact bytes a control's signature covers."""
+    return CONTROL_DOMAIN + canonical_bytes(control.model_dump(mode="json", exclude={"signature"}))
+
+
+def sign_control(control: Control, keyring: KeyRing) -> Control:
+    """Return ``control`` signed by the active key (see :class:`hitl.models.Control`)."""
+    unsigned = control.model_copy(update={"key_id": keyring.active, "signature": ""})
+    kid, signature = keyring.sign(control_message(unsigned))
+    return unsigned.model_copy(update={"signature": signature, "key_id": kid})
+
+
+def verify_control(control: Control, keys: PublicKeys) -> Control:
+    """Return ``control`` if a trusted key signed it; else :class:`SignatureError`."""
+    target = control.agent_id or control.session_id
+    if (
+        not control.signature
+        or control.key_id not in keys.keys
+        or not keys.verify(control.key_id, control_message(control), control.signature)
+    ):
+        raise SignatureError(
+            f"the {control.kind} control for {target} does not verify: treat the agent as "
+            "halted and tell an operator (someone may have written to Redis)"
+        )
+    return control
 
 
 def verify_decision(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from tests.api_server import ApiServer
+    from tests.reviewers import Reviewers
 
 KEYRING = KeyRing.generate()
 """One signing keyring for the whole run (the service's; agents get ``KEYRING.public()``)."""
@@ -145,3 +146,13 @@ def service(settings: Settings, store: Store) -> Iterator[Service]:
     svc.stop_intake()
     for consumer in svc.consumers:
         consumer.close()
+
+
+@pytest.fixture
+def reviewers(api: ApiServer, store: Store, pintake: IntakeConsumer) -> Iterator[Reviewers]:
+    """Bob deciding through the API (shipped policy), with the intake running in a thread."""
+    from tests.reviewers import Reviewers
+    from tests.scenarios.helpers import consuming
+
+    with consuming(pintake):
+        yield Reviewers(api, store)

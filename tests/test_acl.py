@@ -28,9 +28,15 @@ def test_one_user_per_role_with_placeholder_passwords(capsys: pytest.CaptureFixt
 
 
 def test_the_agent_may_only_add_requests_and_read_its_decisions() -> None:
-    """Write-only on the requests stream, pop on decisions, read on records; nothing else."""
+    """Write-only on the requests stream, pop on decisions, read on records and feedback."""
     agent = acl_users(Keys("acme:hitl:"), "acme-hitl")["agent"]
-    assert ("%W~acme:hitl:requests", "~acme:hitl:decision:*", "%R~acme:hitl:req:*") == agent.keys
+    assert (
+        "%W~acme:hitl:requests",
+        "~acme:hitl:decision:*",
+        "%R~acme:hitl:req:*",
+        "%R~acme:hitl:feedback:*",
+        "%R~acme:hitl:control:*",
+    ) == agent.keys
     granted = {c for c in agent.commands if c.startswith("+")}
     assert {
         "+xadd",
@@ -38,6 +44,8 @@ def test_the_agent_may_only_add_requests_and_read_its_decisions() -> None:
         "+lpop",
         "+get",
         "+exists",
+        "+lrange",
+        "+mget",
         "+ping",
         "+hello",
         "+auth",

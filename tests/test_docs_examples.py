@@ -44,6 +44,13 @@ SKIP = {
     "demo-interactive": "needs the ids and tokens `hitl demo --interactive` prints",
     "running-for-real": "`hitl serve` and `hitl worker` run until stopped, against production "
     "Redis (`hitl serve --port 0` runs in tests/scenarios/test_serve.py)",
+    "integrations-langgraph": "a fragment of examples/langgraph_refund.py, which "
+    "tests/integrations/test_langgraph.py runs",
+    "integrations-openai-agents": "a fragment of examples/openai_agents_refund.py, which "
+    "tests/integrations/test_openai_agents.py runs",
+    "integrations-semantic-kernel": "a fragment of examples/semantic_kernel_refund.py, which "
+    "tests/integrations/test_semantic_kernel.py runs (`make test-heavy`)",
+    "integrations-feedback": "a fragment; tests/test_feedback.py reads feedback the same way",
     "api-curl": "needs curl and a running service with live ids; the same calls are made in "
     "tests/bot/api/test_api.py",
     "inbox-signin": "`hitl inbox passwd` asks for the password on a terminal; both commands run "

@@ -65,6 +65,7 @@ def test_exception_tree() -> None:
         "ApprovalRejected": "HitlError",
         "ApprovalTimeout": "HitlError",
         "SignatureError": "HitlError",
+        "AgentHalted": "HitlError",
         "StaleApproval": "HitlError",
         "AuditError": "HitlError",
         "StoreUnavailable": "HitlError",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hitl.handlers.controls import CONTROL_USAGE
+
 __all__ = ["USAGE", "Parsed", "help_text", "parse"]
 
 USAGE = {
@@ -18,6 +20,7 @@ USAGE = {
     "show": "`/hitl show ID` - one request, its card and its state",
     "approve": "`/hitl approve ID [reason]` - approve (one vote under a two-person rule)",
     "reject": "`/hitl reject ID reason` - reject; the reason is required",
+    **CONTROL_USAGE,
     "stats": "`/hitl stats` - what is waiting, by risk, and how the Slack channel is doing",
     "oncall": "`/hitl oncall` - who is on call now for each schedule",
     "help": "`/hitl help` - this list",
@@ -49,6 +52,8 @@ def parse(text: str) -> Parsed:
     rest = words[1:]
     if name not in USAGE:
         return Parsed("unknown", usage=f"Unknown subcommand `{words[0][:40]}`.")
+    if name in CONTROL_USAGE:
+        return Parsed(name, reason=" ".join(words))  # control_command parses and says usage
     if name in ("show", "approve", "reject"):
         if not rest:
             return Parsed(name, usage=f"Missing the request id. Usage: {USAGE[name]}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 __all__ = ["Keys"]
@@ -108,6 +110,7 @@ class Keys:
     def link_used(self, link_id: str) -> str:
         """Set once a decision link (email/SMS) is used: each link acts once."""
         return f"{self.prefix}link-used:{link_id}"
+
     def web(self, kind: str, name: str) -> str:
         """The web inbox's records: ``session``, ``link`` (one-time sign-in links) and
         ``password`` (a reviewer's signed argon2 hash), ``failures`` (sign-in failure counts)."""
@@ -122,6 +125,26 @@ class Keys:
         """Set: the ids of canary requests (synthetic, should be rejected); their decisions are
         delivered to no agent. Written before the canary is submitted."""
         return f"{self.prefix}canaries"
+
+    def feedback(self, agent_id: str, action: str) -> str:
+        """List: the newest human decisions on one agent's requests for one action
+        (:class:`~hitl.models.FeedbackEntry` JSON, newest first, capped). Both names may hold
+        ``:``, so the key carries a digest of the pair, never the names themselves."""
+        pair = json.dumps([agent_id, action]).encode()
+        return f"{self.prefix}feedback:{hashlib.sha256(pair).hexdigest()[:32]}"
+
+    @property
+    def controls(self) -> str:
+        """Stream of every override (pause, resume, stop) as signed Control JSON."""
+        return f"{self.prefix}controls"
+
+    def agent_control(self, agent_id: str) -> str:
+        """String: the agent's latest pause or resume (signed Control JSON)."""
+        return f"{self.prefix}control:agent:{agent_id}"
+
+    def session_control(self, session_id: str) -> str:
+        """String: the stop of a session (signed Control JSON); a stop is final."""
+        return f"{self.prefix}control:session:{session_id}"
 
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""

@@ -35,7 +35,15 @@ from redis.exceptions import WatchError
 
 from hitl.errors import ConfigError, HitlError, NotFound, StoreUnavailable
 from hitl.keys import KeyRing
-from hitl.models import CardRef, Decision, Outcome, RequestRecord, Reviewer, State
+from hitl.models import (
+    CardRef,
+    Decision,
+    FeedbackEntry,
+    Outcome,
+    RequestRecord,
+    Reviewer,
+    State,
+)
 from hitl.queue.audit import AuditEvent, ChainHead, encode_entry
 from hitl.queue.keys import Keys
 from hitl.signing import request_digest, sign_decision
@@ -45,6 +53,8 @@ __all__ = ["Change", "Clock", "IntakeItem", "Store"]
 Clock = Callable[[], float]
 T = TypeVar("T")
 DECISIONS_MAXLEN = 100_000
+FEEDBACK_MAXLEN = 200
+"""Human decisions kept per agent and action for :meth:`hitl.Client.feedback` (newest first)."""
 """``hitl:decisions`` is a notification stream, trimmed (approximately) to this length; the
 record and the audit chain keep every decision forever."""
 
@@ -497,6 +507,11 @@ class Store:
                 approximate=True,
             )
             targets = ["list", "stream"]
+            feedback = FeedbackEntry.of(record, decision) if record is not None else None
+            if feedback is not None:
+                key = self.keys.feedback(feedback.agent_id, feedback.action)
+                pipe.lpush(key, feedback.model_dump_json())
+                pipe.ltrim(key, 0, FEEDBACK_MAXLEN - 1)
             callback = record.request.callback_url if record is not None else None
             if callback:
                 pipe.xadd(self.keys.webhooks, {"url": callback, "decision": payload})

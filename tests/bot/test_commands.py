@@ -148,3 +148,20 @@ async def test_command_answers_are_acknowledged_before_work(harness: SlackHarnes
     assert (200, "") == (status, body)
     await harness.slack.wait_for(lambda: harness.slack.responses())
     await asyncio.sleep(0)
+
+
+async def test_pause_resume_and_stop_commands(harness: SlackHarness) -> None:
+    """Any reviewer pauses; a stranger may not; resuming needs a manager; each is audited."""
+    text = await answer(harness, "pause support-bot refunds in a loop", "U0ALICE", "alice")
+    assert "Paused agent support-bot" in text
+    assert "not a reviewer" in await answer(harness, "pause other-bot x", "U0NOBODY", "nobody")
+    assert "needs the role manager" in await answer(harness, "resume support-bot", "U0ALICE")
+    assert "Resumed agent support-bot" in await answer(harness, "resume support-bot", "U0BOB")
+    assert "needs a reason" in await answer(harness, "stop chat-1", "U0BOB")
+    assert "Stopped session chat-1" in await answer(harness, "stop chat-1 customer left", "U0BOB")
+    kinds = [
+        k for k in audit_kinds(harness.store.redis) if k.startswith("control_") or k == "refused"
+    ]
+    assert ["control_pause", "refused", "refused", "control_resume", "control_stop"] == kinds
+    raw = harness.store.redis.get("hitl:control:agent:support-bot")
+    assert '"kind":"resume"' in str(raw)

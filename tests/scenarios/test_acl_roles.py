@@ -24,6 +24,7 @@ from hitl.handlers import Decider, OpenAuthority
 from hitl.models import (
     ApprovalRequest,
     Destination,
+    FeedbackEntry,
     Outcome,
     Reviewer,
     State,
@@ -105,6 +106,13 @@ def chain_ok(store: Store) -> bool:
     return verify_entries(entries, store.head()).ok
 
 
+def agent_feedback(server: RedisServer, action: str) -> list[FeedbackEntry]:
+    """``Client.feedback`` read as hitl-agent (and its overrides: none)."""
+    with Client(url=url(server, "agent"), settings=AGENT, agent_id="agent-1") as agent:
+        assert [] == agent.controls(session_id="s-1")
+        return agent.feedback(action=action)
+
+
 def test_agent_submits_and_waits_while_the_service_decides(
     acl_server: RedisServer, admin: redis.Redis
 ) -> None:
@@ -114,7 +122,9 @@ def test_agent_submits_and_waits_while_the_service_decides(
     intake = IntakeConsumer(service, OpenAuthority().evaluate, block_ms=0)
     intake.ensure_group()
     with Client(url=url(acl_server, "agent"), settings=AGENT) as agent:
-        rid = agent.submit("refund", {"order": "A-1", "amount": 5}, requested_by="alice")
+        rid = agent.submit(
+            "refund", {"order": "A-1", "amount": 5}, requested_by="alice", agent_id="agent-1"
+        )
         drain(intake)
         assert State.PENDING == agent.status(rid).state  # type: ignore[union-attr]
         with run_in_thread(lambda: agent.wait(rid, timeout=10)) as waiting:
@@ -122,6 +132,7 @@ def test_agent_submits_and_waits_while_the_service_decides(
             decider.approve(rid, Reviewer(user_id="bob"), "fine")
     assert waiting.error is None
     assert Outcome.APPROVED == waiting.value.outcome
+    assert ["fine"] == [f.reason for f in agent_feedback(acl_server, "refund")]
     assert chain_ok(service)
     assert [] == denials(admin)
     intake.close()
@@ -177,6 +188,9 @@ async def test_async_agent_submits_waits_and_cancels(
         ("EVAL", "return 1", "0"),
         ("KEYS", "*"),
         ("SCAN", "0"),
+        ("LPUSH", "hitl:feedback:x", "{}"),
+        ("SET", "hitl:control:agent:a", "{}"),
+        ("LRANGE", "hitl:requests", "0", "-1"),
     ],
     ids=lambda c: " ".join(c[:2]),
 )

@@ -33,6 +33,7 @@ from hitl.handlers import Authority, Decider, pending
 from hitl.handlers.audit import chain_status
 from hitl.handlers.batch import DigestSource, decide_digest
 from hitl.handlers.breakglass import acknowledge, break_glass
+from hitl.handlers.controls import Overrides
 from hitl.handlers.labels import label
 from hitl.handlers.queries import destination_names
 from hitl.handlers.tokens import Caller, Directory, authenticate, require_operator
@@ -131,6 +132,7 @@ class Api:
         self.public = service.keyring.public()
         authority = service.authority
         self.directory: Directory | None = authority if isinstance(authority, Directory) else None
+        self.overrides = Overrides(service.store, authority, service.decider)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -272,6 +274,37 @@ class Api:
             id=rid,
             message=f"{rid} ({made.outcome}) labelled {made.label} by {made.by}",
             **made.model_dump(),
+        )
+
+    # -- override: pause, resume, stop ---------------------------------------------------------
+
+    async def pause(self, request: web.Request, caller: Caller, body: Any) -> BaseModel:
+        agent = request.match_info["agent_id"]
+        control = await asyncio.to_thread(
+            self.overrides.pause, agent, caller.reviewer(), body.reason, operator=caller.operator
+        )
+        return s.ControlResult(
+            message=f"paused agent {agent}", control=control.model_dump(mode="json")
+        )
+
+    async def resume(self, request: web.Request, caller: Caller, body: Any) -> BaseModel:
+        agent = request.match_info["agent_id"]
+        control = await asyncio.to_thread(
+            self.overrides.resume, agent, caller.reviewer(), body.reason, operator=caller.operator
+        )
+        return s.ControlResult(
+            message=f"resumed agent {agent}", control=control.model_dump(mode="json")
+        )
+
+    async def stop(self, request: web.Request, caller: Caller, body: Any) -> BaseModel:
+        session = request.match_info["session_id"]
+        stopped = await asyncio.to_thread(
+            self.overrides.stop, session, caller.reviewer(), body.reason, operator=caller.operator
+        )
+        return s.ControlResult(
+            message=f"stopped session {session}; cancelled {len(stopped.cancelled)} pending",
+            control=stopped.control.model_dump(mode="json"),
+            cancelled=stopped.cancelled,
         )
 
     # -- digests, audit, identity --------------------------------------------------------------
@@ -525,6 +558,33 @@ ROUTES: list[Route] = [
         s.LabelResult,
         s.LabelBody,
         (400, 401, 404, 413, 503),
+    ),
+    Route(
+        "POST",
+        "/agents/{agent_id}/pause",
+        Api.pause,
+        "Pause an agent: its tools refuse to run until resumed (any reviewer; audited)",
+        s.ControlResult,
+        s.RejectBody,
+        (400, 401, 403, 413, 503),
+    ),
+    Route(
+        "POST",
+        "/agents/{agent_id}/resume",
+        Api.resume,
+        "Let a paused agent act again (role manager, or an operator token; audited)",
+        s.ControlResult,
+        s.ReasonBody,
+        (400, 401, 403, 413, 503),
+    ),
+    Route(
+        "POST",
+        "/sessions/{session_id}/stop",
+        Api.stop,
+        "Stop a session: its pending requests are cancelled, its tools refuse to run (audited)",
+        s.ControlResult,
+        s.RejectBody,
+        (400, 401, 403, 413, 503),
     ),
     Route(
         "POST",

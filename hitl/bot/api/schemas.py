@@ -20,6 +20,7 @@ __all__ = [
     "BreakGlassBody",
     "CancelBody",
     "CheckpointResult",
+    "ControlResult",
     "EmptyBody",
     "ErrorBody",
     "ErrorDetail",
@@ -143,6 +144,14 @@ class CheckpointResult(BaseModel):
     checkpoint: dict[str, Any] | None = None
     anchor: str
     message: str
+
+
+class ControlResult(BaseModel):
+    """A pause, resume or stop: the signed control agents read, and what a stop cancelled."""
+
+    message: str
+    control: dict[str, Any]
+    cancelled: list[str] = Field(default_factory=list)
 
 
 class BatchItem(BaseModel):

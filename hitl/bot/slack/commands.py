@@ -1,4 +1,5 @@
-"""The ``/hitl`` slash command: pending, show, approve, reject, stats, oncall, help.
+"""The ``/hitl`` slash command: pending, show, approve, reject, pause, resume, stop, stats,
+oncall, help.
 
 Every answer is ephemeral (only the caller sees it). Usage errors are answered in the
 acknowledgement itself; anything that reads the store acknowledges first and answers through
@@ -7,6 +8,7 @@ acknowledgement itself; anything that reads the store acknowledges first and ans
     /hitl pending                 requests you may decide, with buttons, 5 per page
     /hitl approve r-42 checked with the customer
     /hitl reject r-42 use the staging account
+    /hitl pause support-bot it keeps refunding the same order
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hitl.bot.slack.context import SlackContext
 from hitl.bot.slack.payloads import SlashCommand
 from hitl.errors import HitlError, NotFound, RefusedAttempt
 from hitl.handlers import pending
+from hitl.handlers.controls import CONTROL_USAGE, Overrides, control_command
 from hitl.handlers.metrics import governance_of, stats, stats_lines
 from hitl.models import Risk
 
@@ -93,6 +96,10 @@ async def run(
         elif parsed.name == "reject":
             result = await ctx.run(ctx.decider.reject, parsed.request_id, reviewer, parsed.reason)
             await _say(respond, f":no_entry_sign: `{parsed.request_id}`: {result.message}")
+        elif parsed.name in CONTROL_USAGE:
+            overrides = Overrides(ctx.store, ctx.authority, ctx.decider)
+            text = await ctx.run(control_command, overrides, parsed.reason, reviewer)
+            await _say(respond, f":octagonal_sign: {text}")
         elif parsed.name == "stats":
             await _say(respond, await stats_text(ctx, reviewer.user_id))
         elif parsed.name == "oncall":

@@ -53,6 +53,7 @@ from hitl.bot.teams.people import TeamsPeople
 from hitl.errors import HitlError, InvalidRequest, NotFound, RefusedAttempt
 from hitl.handlers import Decider, Result, pending
 from hitl.handlers.batch import decide_digest
+from hitl.handlers.controls import CONTROL_USAGE, Overrides, control_command
 from hitl.models import RequestRecord, Reviewer
 from hitl.queue.conversations import ConversationBook
 
@@ -62,7 +63,7 @@ log = logging.getLogger("hitl.teams")
 
 T = TypeVar("T")
 ERROR_TYPE = "application/vnd.microsoft.error"
-TEAMS_COMMANDS = ("pending", "show", "approve", "reject", "help")
+TEAMS_COMMANDS = ("pending", "show", "approve", "reject", "pause", "resume", "stop", "help")
 PAGE = 10
 """Requests listed by ``pending``."""
 
@@ -249,6 +250,10 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
 
     async def _command(self, parsed: Parsed, reviewer: Reviewer) -> Activity:
         store = self.ctx.decider.store
+        if parsed.name in CONTROL_USAGE:
+            overrides = Overrides(store, self.ctx.decider.authority, self.ctx.decider)
+            said = await self.ctx.run(control_command, overrides, parsed.reason, reviewer)
+            return text_activity(f"🛑 {_for_teams(said)}")
         if parsed.name == "pending":
             page = await self.ctx.run(
                 lambda: pending(
