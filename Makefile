@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check hitl tests bench
 	$(VENV)/bin/ruff format --check hitl tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix hitl tests bench
