@@ -3,7 +3,8 @@ signing on), auto-approved and reviewed actions, a pushed burst and a paced run 
 burst rate. One table: requests/s, p50/p95/p99 submit -> stored, bytes per request, correctness
 (every id stored once, nothing dead-lettered, the chain verified by ``hitl audit verify``), and
 beside each row the raw-Redis floor (XREADGROUP+XACK) and the naive validate+store+audit loop
-measured in the same run, on the same server, just before the replicas start.
+measured in the same run, on the same server, just before the replicas start. Each row is the
+run with the median rate of ``--runs``; "vs R=1" is the ratio to the same row with one replica.
 
 Run with ``make bench`` or ``python -m bench.bench_scale --n 2000 --replicas 1,2,4,8``. Prints
 medians and ratios; asserts nothing. Runs on any core count and says how many it had.
@@ -168,6 +169,11 @@ def _run(r: Any, replicas: int, kind: str, mode: str, n: int, per_s: float | Non
     )
 
 
+def _median(rows: list[Row]) -> Row:
+    """The run with the median rate (its latencies and size figures come with it)."""
+    return sorted(rows, key=lambda row: row.rate)[len(rows) // 2]
+
+
 def _stored_once(r: Any) -> int:
     """Requests with more than one ``submitted`` audit entry (0 when every id is stored once)."""
     submitted: Counter[str] = Counter()
@@ -194,6 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=2000, help="requests per burst and paced run")
     parser.add_argument("--replicas", default="1,2,4,8", help="replica counts, comma-separated")
+    parser.add_argument("--runs", type=int, default=3, help="runs per row (the median is shown)")
     args = parser.parse_args()
     counts = [int(x) for x in args.replicas.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="hitl-bench-scale-"))
@@ -211,7 +218,7 @@ def main() -> None:
         }
         print(
             f"hitl scale bench: {cores} cores, redis :{server.port} (appendonly yes, everysec), "
-            f"signing on, n={args.n} per run, replicas {counts}"
+            f"signing on, n={args.n} per run, median of {args.runs} runs, replicas {counts}"
         )
         header = (
             f"{'R':>2} {'kind':<8} {'mode':<6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
@@ -231,8 +238,13 @@ def main() -> None:
             rows: list[Row] = []
             try:
                 for kind in ACTIONS:
-                    burst = _run(r, count, kind, "burst", args.n, None)
-                    paced = _run(r, count, kind, "paced", args.n, max(1.0, burst.rate / 2))
+                    burst = _median(
+                        [_run(r, count, kind, "burst", args.n, None) for _ in range(args.runs)]
+                    )
+                    half = max(1.0, burst.rate / 2)
+                    paced = _median(
+                        [_run(r, count, kind, "paced", args.n, half) for _ in range(args.runs)]
+                    )
                     rows += [burst, paced]
             finally:
                 replicas.stop()

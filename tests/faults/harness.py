@@ -309,13 +309,8 @@ class Deployment:
         finally:
             r.close()
         duplicated = sum(1 for rid in ids if decisions[rid] > 1 or submitted[rid] > 1)
-        acked_lost = sum(
-            1
-            for rid, at in load.acked.items()
-            if rid in decided
-            and decided[rid].decision is not None
-            and decided[rid].decision.decided_at != at  # type: ignore[union-attr]
-        )
+        decided_at = {rid: rec.decision.decided_at for rid, rec in records.items() if rec.decision}
+        acked_lost = sum(1 for rid, at in load.acked.items() if decided_at.get(rid, at) != at)
         verify = subprocess.run(
             [sys.executable, "-m", "hitl", "audit", "verify"],
             cwd=ROOT,
