@@ -49,6 +49,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check hitl tests bench examples
 	$(VENV)/bin/ruff format --check hitl tests bench examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix hitl tests bench examples

@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.bench_core import _classifier as core_classifier
 from bench.bench_core import _request as core_request
 from hitl.config import Settings
+from hitl.jobs import JobContext, start_worker, stop_worker
 from hitl.keys import KeyRing
 from hitl.models import (
     ApprovalRequest,
@@ -32,7 +33,6 @@ from hitl.models import (
     VerdictKind,
 )
 from hitl.queue.intake import IntakeConsumer
-from hitl.queue.jobs import JobContext, start_worker, stop_worker
 from hitl.queue.scheduler import SchedulerConfig
 from hitl.queue.store import Store
 from tests.redis_server import RedisServer

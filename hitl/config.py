@@ -72,6 +72,9 @@ class Settings(BaseModel):
     default ``audit-anchors.jsonl`` in the data dir."""
     checkpoint_interval_s: float = 10.0
     """``$HITL_CHECKPOINT_S``: seconds between checkpoints made by ``hitl serve``."""
+    claim_idle_ms: int = Field(default=30_000, ge=100)
+    """``$HITL_CLAIM_IDLE_MS``: how long a request read by an intake that died stays unacknowledged
+    before another intake (or the restarted one) takes it over."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -92,6 +95,13 @@ class Settings(BaseModel):
                 values["checkpoint_interval_s"] = float(every)
             except ValueError:
                 raise ConfigError(f"HITL_CHECKPOINT_S must be seconds, got {every!r}") from None
+        if idle := env.get("HITL_CLAIM_IDLE_MS"):
+            try:
+                values["claim_idle_ms"] = int(idle)
+            except ValueError:
+                raise ConfigError(
+                    f"HITL_CLAIM_IDLE_MS must be whole milliseconds, got {idle!r}"
+                ) from None
         if text := env.get("HITL_PUBLIC_KEY"):
             values["public_keys"] = PublicKeys.parse(text)
         if ttl := env.get("HITL_DECISION_TTL"):

@@ -138,7 +138,7 @@ def run_demo(settings: Settings, *, port: int = 0, interactive: bool = False) ->
         server = EmbeddedServer(settings.data_dir)
         started_here = not server.alive()
         _say(f"== embedded server: {server.ensure()} (data: {settings.data_dir})")
-    from hitl.queue.jobs import start_worker, stop_worker
+    from hitl.jobs import start_worker, stop_worker
 
     service = Service(settings)
     worker = start_worker(settings, url=server.url if server is not None else None)

@@ -136,6 +136,7 @@ class Service:
                 self.store,
                 self.classify,
                 group=settings.consumer_group,
+                claim_idle_ms=settings.claim_idle_ms,
                 on_stored=self._on_stored,
                 on_cancel=self._on_cancel,
             )

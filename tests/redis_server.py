@@ -10,6 +10,7 @@ Public so that scenario tests and benchmarks share it::
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -37,10 +38,22 @@ def server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+    """``appendfsync`` ("always", "everysec", "no") applies with ``appendonly``; ``binary`` picks
+    the server (e.g. the embedded valkey-server, which has ``WAITAOF``)."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        appendonly: bool = False,
+        *,
+        appendfsync: str = "everysec",
+        binary: str | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="hitl-redis-"))
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.binary = binary
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,11 +65,12 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [
-            server_binary(),
+            self.binary or server_binary(),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", self.appendfsync,
             "--dir", str(self.dir),
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -74,6 +88,15 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(5)
             self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the server holds its connections and answers nothing (a network cut)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         self.kill()

@@ -837,3 +837,37 @@ def test_policy_check_exit_codes_match_the_readme(run: Any, tmp_path: Path) -> N
     assert "| 2 | bad input or configuration, **including an invalid policy file**" in (
         Path(__file__).resolve().parent.parent / "README.md"
     ).read_text(encoding="utf-8")
+
+
+def test_claim_idle_is_a_setting(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """HITL_CLAIM_IDLE_MS reaches `hitl serve`'s intake; a bad value says what it must be."""
+    from hitl.errors import ConfigError
+    from hitl.service import Service
+
+    monkeypatch.setenv("HITL_CLAIM_IDLE_MS", "1500")
+    configured = Settings.from_env(redis_url=settings.redis_url, keyring=KEYRING)
+    service = Service(configured)
+    try:
+        assert [1500] == [c.claim_idle_ms for c in service.consumers]
+    finally:
+        for consumer in service.consumers:
+            consumer.close()
+        service.store.redis.close()
+    monkeypatch.setenv("HITL_CLAIM_IDLE_MS", "soon")
+    with pytest.raises(ConfigError, match="HITL_CLAIM_IDLE_MS must be whole milliseconds"):
+        Settings.from_env()
+
+
+def test_card_sweep_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HITL_CARD_SWEEP_S / HITL_CARD_SWEEP_MIN_AGE_S set the dispatcher's sweep; bad ones say so."""
+    from hitl.bot.dispatch import DispatchSettings
+    from hitl.errors import ConfigError
+
+    assert (60.0, 30.0) == (DispatchSettings.from_env().sweep_s, DispatchSettings().sweep_min_age_s)
+    monkeypatch.setenv("HITL_CARD_SWEEP_S", "2")
+    monkeypatch.setenv("HITL_CARD_SWEEP_MIN_AGE_S", "0.5")
+    configured = DispatchSettings.from_env()
+    assert (2.0, 0.5) == (configured.sweep_s, configured.sweep_min_age_s)
+    monkeypatch.setenv("HITL_CARD_SWEEP_S", "often")
+    with pytest.raises(ConfigError, match="HITL_CARD_SWEEP_S must be seconds"):
+        DispatchSettings.from_env()

@@ -36,6 +36,7 @@ import contextlib
 import datetime
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from redis.exceptions import ResponseError
 
 from hitl.bot.channel import Channel, ChannelError, Route, digest_ref_name
 from hitl.bot.recorder import CardRecorder
-from hitl.errors import HitlError
+from hitl.errors import ConfigError, HitlError
 from hitl.identity import canonical_id
 from hitl.models import CardRef, Destination, RequestRecord, State, VerdictKind
 from hitl.queue.digest import Digest, Digests
@@ -105,6 +106,23 @@ class DispatchSettings(BaseModel):
     concurrency: int = Field(default=64, gt=0)
     """Cards being posted at once (each channel paces its own calls)."""
 
+    @classmethod
+    def from_env(cls) -> DispatchSettings:
+        """``HITL_CARD_SWEEP_S`` and ``HITL_CARD_SWEEP_MIN_AGE_S`` (seconds) over the defaults:
+        a card that a ``hitl serve`` killed between storing a request and posting its card never
+        posted appears after at most their sum (90 s by default)."""
+        values: dict[str, float] = {}
+        for name, field in (
+            ("HITL_CARD_SWEEP_S", "sweep_s"),
+            ("HITL_CARD_SWEEP_MIN_AGE_S", "sweep_min_age_s"),
+        ):
+            if text := os.environ.get(name):
+                try:
+                    values[field] = float(text)
+                except ValueError:
+                    raise ConfigError(f"{name} must be seconds, got {text!r}") from None
+        return cls.model_validate(values)
+
 
 @dataclass
 class DispatchStats:
@@ -161,7 +179,7 @@ class Dispatcher:
         self.digests = digests
         """Where the scheduler keeps digests: to render digest messages and to leave requests
         folded into one to it."""
-        self.settings = settings or DispatchSettings()
+        self.settings = settings or DispatchSettings.from_env()
         self.clock = clock
         self.stats: dict[str, DispatchStats] = collections.defaultdict(DispatchStats)
         self.recorder = CardRecorder(store)

@@ -67,7 +67,7 @@ __all__ = [
 
 log = logging.getLogger("hitl.scheduler")
 
-JOBS = "hitl.queue.jobs"
+JOBS = "hitl.jobs"
 """Where the worker imports the job functions from (jobs are enqueued by dotted name)."""
 TOLERANCE_S = 1.0
 """A job may run this much before its time (clock skew between hosts) and still act."""

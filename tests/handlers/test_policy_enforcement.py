@@ -10,15 +10,15 @@ from typing import Any
 import pytest
 import redis
 
+from hitl import jobs
 from hitl.errors import AlreadyDecided, InvalidRequest, NotAuthorized
 from hitl.handlers import Decider
 from hitl.handlers.breakglass import acknowledge, break_glass, overdue
+from hitl.jobs import JobContext, use_context
 from hitl.models import ApprovalRequest, Outcome, Reviewer, State, Verdict
 from hitl.policies import Policy, default_policy, parse_policy
-from hitl.queue import jobs
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
-from hitl.queue.jobs import JobContext, use_context
 from hitl.queue.scheduler import StreamSink
 from hitl.queue.store import Store
 

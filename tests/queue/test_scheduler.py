@@ -103,7 +103,7 @@ def test_arm_sweep_once_per_slot(scheduler: Scheduler, clock: ManualClock) -> No
         scheduler
     )
     job = Job.fetch(f"hitl-sweep-{slot}", connection=scheduler.connection)
-    assert ("hitl.queue.jobs.sweep_job", (), 60) == (job.func_name, job.args, job.result_ttl)
+    assert ("hitl.jobs.sweep_job", (), 60) == (job.func_name, job.args, job.result_ttl)
     assert job.retries_left is not None and job.retries_left > 0
 
 

@@ -21,6 +21,7 @@ from hitl.acl import ROLES, acl_rules
 from hitl.client import AsyncClient, Client
 from hitl.config import Settings
 from hitl.handlers import Decider, OpenAuthority
+from hitl.jobs import JobContext, use_context
 from hitl.models import (
     ApprovalRequest,
     Destination,
@@ -33,7 +34,6 @@ from hitl.models import (
 )
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
-from hitl.queue.jobs import JobContext, use_context
 from hitl.queue.keys import Keys
 from hitl.queue.scheduler import ManualClock, SchedulerConfig
 from hitl.queue.store import Store

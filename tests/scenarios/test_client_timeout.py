@@ -9,8 +9,8 @@ import pytest
 from hitl.client import Client
 from hitl.config import Settings
 from hitl.handlers import OpenAuthority
+from hitl.jobs import start_worker, stop_worker
 from hitl.models import Outcome
-from hitl.queue.jobs import start_worker, stop_worker
 from hitl.queue.store import Store
 from hitl.service import Service
 

@@ -24,6 +24,7 @@ from hitl.client import Client
 from hitl.config import Settings
 from hitl.handlers import Decider
 from hitl.handlers.batch import decide_digest
+from hitl.jobs import JobContext, use_context
 from hitl.models import (
     ApprovalRequest,
     Decision,
@@ -36,7 +37,6 @@ from hitl.models import (
 from hitl.policies import DEFAULT_PATH, Policy, parse_policy
 from hitl.queue.digest import Digest
 from hitl.queue.intake import IntakeConsumer
-from hitl.queue.jobs import JobContext, use_context
 from hitl.queue.scheduler import ManualClock, Notification, SchedulerConfig, StreamSink
 from hitl.queue.store import Store
 from tests.conftest import keyring_file
@@ -238,7 +238,7 @@ def test_two_workers_running_the_digest_job_post_one_digest(
     raw = redis.Redis.from_url(str(settings.redis_url))
     queue = Queue("hitl", connection=raw)
     for _ in range(4):
-        queue.enqueue("hitl.queue.jobs.digest_job", SUPPORT)
+        queue.enqueue("hitl.jobs.digest_job", SUPPORT)
     env = {
         **os.environ,
         "HITL_REDIS_URL": str(settings.redis_url),

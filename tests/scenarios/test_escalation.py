@@ -17,11 +17,11 @@ from hitl.client import Client
 from hitl.config import Settings
 from hitl.errors import AlreadyDecided
 from hitl.handlers import Decider
+from hitl.jobs import JobContext, use_context
 from hitl.models import ApprovalRequest, Destination, Outcome, Reviewer, State, Verdict
 from hitl.policies import Policy, default_policy
 from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
-from hitl.queue.jobs import JobContext, use_context
 from hitl.queue.scheduler import ManualClock, SchedulerConfig, StreamSink
 from hitl.queue.store import Store
 from tests.scenarios.helpers import audit_entries, audit_kinds, drain, run_in_thread

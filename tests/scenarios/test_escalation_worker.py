@@ -18,6 +18,7 @@ import redis
 
 from hitl.client import Client
 from hitl.config import Settings
+from hitl.jobs import JobContext, start_worker, stop_worker
 from hitl.models import (
     ApprovalRequest,
     Destination,
@@ -29,7 +30,6 @@ from hitl.models import (
     VerdictKind,
 )
 from hitl.queue.intake import IntakeConsumer
-from hitl.queue.jobs import JobContext, start_worker, stop_worker
 from hitl.queue.scheduler import SchedulerConfig, StreamSink
 from hitl.queue.store import Store
 from tests.scenarios.helpers import audit_entries, drain, run_in_thread, wait_until

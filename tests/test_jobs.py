@@ -13,7 +13,9 @@ from redis.retry import Retry
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
 
+from hitl import jobs
 from hitl.config import Settings
+from hitl.jobs import JobContext, use_context
 from hitl.models import (
     ApprovalRequest,
     Destination,
@@ -22,9 +24,7 @@ from hitl.models import (
     Verdict,
     VerdictKind,
 )
-from hitl.queue import jobs
 from hitl.queue.audit import AuditEvent
-from hitl.queue.jobs import JobContext, use_context
 from hitl.queue.scheduler import ManualClock, SchedulerConfig, StreamSink
 from hitl.queue.store import Change, Store
 from tests.chains import CHAIN, T0

@@ -8,8 +8,9 @@ once per process (``HITL_REDIS_URL``, ``HITL_SIGNING_KEY_FILE``, ``HITL_PREFIX``
 that runs twice, late or beside another is harmless; notifications are deduplicated by key.
 Transient failures (Redis unreachable) raise, and rq retries them (``Retry`` on every job).
 
-This module is the worker's composition root, the one place in ``hitl.queue`` that calls the
-use cases in :mod:`hitl.handlers` (as ``hitl.service`` does for the web process).
+This module is the worker's composition root: it sits beside :mod:`hitl.service` (the web
+process's) above both :mod:`hitl.handlers` and :mod:`hitl.queue`, because it calls the use cases in
+handlers and ``hitl.queue`` may not (the layers contract in ``.importlinter``).
 
 Tests inject a store with a :class:`~hitl.queue.scheduler.ManualClock` and run jobs in-process::
 
