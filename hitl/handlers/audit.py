@@ -1,4 +1,4 @@
-"""Read-only facts about the audit chain for the API: its head and the newest checkpoint."""
+"""Read-only facts about the audit log for the API: its chains' heads and the newest checkpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from hitl.errors import StoreUnavailable
+from hitl.queue.audit import ChainHead, heads_root
 from hitl.queue.store import Store
 
 __all__ = ["ChainStatus", "chain_status"]
@@ -18,16 +19,20 @@ __all__ = ["ChainStatus", "chain_status"]
 class ChainStatus:
     seq: int
     hash: str
+    """The root of every chain's head (:func:`~hitl.queue.audit.heads_root`)."""
     checkpoint: dict[str, Any] | None
     """A copy of the newest signed checkpoint (the anchor outside Redis is what counts)."""
+    chains: dict[int, ChainHead]
 
 
 def chain_status(store: Store) -> ChainStatus:
-    """The chain's head and the copy of its newest checkpoint kept in Redis."""
-    head = store.head()
+    """The chains' heads, their root and the copy of the newest checkpoint kept in Redis."""
+    heads = store.head()
+    head = heads_root(heads)
     try:
         raw = store.redis.get(store.keys.audit_checkpoint)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise StoreUnavailable(f"Redis is unreachable ({exc}); retry later") from exc
     checkpoint = json.loads(raw) if raw else None
-    return ChainStatus(head.seq, head.hash, checkpoint if isinstance(checkpoint, dict) else None)
+    newest = checkpoint if isinstance(checkpoint, dict) else None
+    return ChainStatus(head.seq, head.hash, newest, heads)

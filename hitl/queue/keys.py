@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["AUDIT_CHAINS", "Keys"]
+
+AUDIT_CHAINS = 16
+"""How many audit chains the log is sharded into (by request id). Fixed: changing it would move
+requests to other chains, so it is part of the key layout, not a setting."""
 
 
 @dataclass(frozen=True)
@@ -33,15 +38,27 @@ class Keys:
         """Stream of every Decision, for subscribers."""
         return f"{self.prefix}decisions"
 
-    @property
-    def audit(self) -> str:
-        """Stream of hash-chained audit entries."""
-        return f"{self.prefix}audit"
+    @staticmethod
+    def chain_of(request_id: str | None) -> int:
+        """The audit chain a request's entries go to: CRC-32 of its id modulo
+        :data:`AUDIT_CHAINS`; entries about no request (policy reloads, tokens) go to chain 0."""
+        if not request_id:
+            return 0
+        return zlib.crc32(request_id.encode()) % AUDIT_CHAINS
+
+    def audit(self, chain: int) -> str:
+        """Stream of one chain's hash-chained audit entries (``{n}`` is a Redis Cluster hash
+        tag: a chain and its head live in one slot)."""
+        return f"{self.prefix}audit:{{{chain}}}"
+
+    def audit_head(self, chain: int) -> str:
+        """One chain's last ``{seq, hash}``; every append is conditional on it (WATCH)."""
+        return f"{self.prefix}audit:{{{chain}}}:head"
 
     @property
-    def audit_head(self) -> str:
-        """The chain's last ``{seq, hash}``; every append is conditional on it (WATCH)."""
-        return f"{self.prefix}audit:head"
+    def audit_chains(self) -> list[str]:
+        """The stream of every chain, chain 0 first (a checkpoint names its chain this way)."""
+        return [self.audit(n) for n in range(AUDIT_CHAINS)]
 
     @property
     def audit_checkpoint(self) -> str:

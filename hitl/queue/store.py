@@ -1,7 +1,9 @@
 """The request store: records, the pending index, decision delivery and the audit chain.
 
-Every change to a request is one optimistic transaction (``WATCH`` the record and the audit
-head, read, compute, ``MULTI``/``EXEC``; retry if either moved). The write set of that
+Every change to a request is one optimistic transaction (``WATCH`` the record and the head of
+its audit chain, read, compute, ``MULTI``/``EXEC``; retry if either moved). The audit log is
+:data:`~hitl.queue.keys.AUDIT_CHAINS` chains sharded by request id, so changes to requests of
+different chains never contend for one head. The write set of that
 transaction holds the new record, the pending-index update, the audit entries that describe the
 change, and, when the change is terminal, the decision's delivery (``LPUSH`` for the waiting
 agent, ``XADD`` for subscribers, the webhook outbox). So a decision exists exactly when its audit
@@ -37,7 +39,7 @@ from hitl.errors import ConfigError, HitlError, NotFound, StoreUnavailable
 from hitl.keys import KeyRing
 from hitl.models import CardRef, Decision, Outcome, RequestRecord, Reviewer, State
 from hitl.queue.audit import AuditEvent, ChainHead, encode_entry
-from hitl.queue.keys import Keys
+from hitl.queue.keys import AUDIT_CHAINS, Keys
 from hitl.signing import request_digest, sign_decision
 
 __all__ = ["Change", "Clock", "IntakeItem", "Store"]
@@ -97,6 +99,35 @@ class _Writes:
             pipe.zrem(keys.pending, *self.done)
 
 
+@dataclass
+class _Chains:
+    """The audit chains a transaction appends to: each one's head as read (and WATCHed) before
+    ``MULTI``, advanced as entries are queued; :meth:`flush` queues the moved heads' ``SET``."""
+
+    keys: Keys
+    heads: dict[int, ChainHead] = field(default_factory=dict)
+    moved: set[int] = field(default_factory=set)
+
+    def missing(self, events: Sequence[AuditEvent]) -> list[int]:
+        """The chains ``events`` go to whose heads were not read yet."""
+        return sorted({self.keys.chain_of(e.request_id) for e in events} - set(self.heads))
+
+    def read(self, chains: Sequence[int], raws: Sequence[Any]) -> None:
+        for n, raw in zip(chains, raws, strict=True):
+            self.heads[n] = ChainHead.parse(raw)
+
+    def append(self, pipe: Any, event: AuditEvent, now: float) -> None:
+        n = self.keys.chain_of(event.request_id)
+        self.heads[n], text = encode_entry(self.heads[n], event, now, n)
+        self.moved.add(n)
+        pipe.xadd(self.keys.audit(n), {"e": text})
+
+    def flush(self, pipe: Any) -> None:
+        for n in sorted(self.moved):
+            pipe.set(self.keys.audit_head(n), self.heads[n].dumps())
+        self.moved.clear()
+
+
 def _same_request(stored: str | RequestRecord, new: RequestRecord) -> bool:
     """Whether a resubmission under an existing id asks for the same thing (a retry)."""
     old = stored if isinstance(stored, RequestRecord) else RequestRecord.model_validate_json(stored)
@@ -143,6 +174,8 @@ def _watch_and_get(pipe: Any, keys: list[str]) -> list[Any]:
     """``WATCH keys`` and ``MGET keys`` in one round trip: redis-py sends a watching pipeline's
     commands one by one, and every decision pays this read. A connection lost here (before
     ``MULTI``) wrote nothing; the pipeline's reset unwatches or drops the connection."""
+    if not keys:
+        return []
     conn = pipe.connection
     if conn is None:
         conn = pipe.connection = pipe.connection_pool.get_connection()
@@ -214,8 +247,11 @@ class Store:
         raws = self._call(lambda: self.redis.mget([self.keys.req(i) for i in ids]))
         return [RequestRecord.model_validate_json(r) for r in raws if r is not None]
 
-    def head(self) -> ChainHead:
-        return ChainHead.parse(self._call(lambda: self.redis.get(self.keys.audit_head)))
+    def head(self) -> dict[int, ChainHead]:
+        """Every audit chain's head, by chain number."""
+        names = [self.keys.audit_head(n) for n in range(AUDIT_CHAINS)]
+        raws = self._call(lambda: self.redis.mget(names))
+        return {n: ChainHead.parse(raw) for n, raw in enumerate(raws)}
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -225,13 +261,17 @@ class Store:
         Returns the committed Change; raises ``change.error`` after committing, if set.
         """
         key = self.keys.req(request_id)
+        home = self.keys.chain_of(request_id)
 
         def attempt(pipe: Any) -> Change:
-            raw, head_raw = _watch_and_get(pipe, [key, self.keys.audit_head])
+            raw, head_raw = _watch_and_get(pipe, [key, self.keys.audit_head(home)])
             record = RequestRecord.model_validate_json(raw) if raw else None
             change = fn(record)
+            chains = _Chains(self.keys, {home: ChainHead.parse(head_raw)})
+            self._read_heads(pipe, chains, change.events)
             pipe.multi()
-            self._write(pipe, ChainHead.parse(head_raw), change)
+            self._write(pipe, chains, change)
+            chains.flush(pipe)
             pipe.execute()
             return change
 
@@ -250,10 +290,11 @@ class Store:
         """
 
         def attempt(pipe: Any) -> None:
-            pipe.watch(self.keys.audit_head)
-            head = ChainHead.parse(pipe.get(self.keys.audit_head))
+            chains = _Chains(self.keys)
+            self._read_heads(pipe, chains, events)
             pipe.multi()
-            self._write(pipe, head, Change(events=list(events)))
+            self._write(pipe, chains, Change(events=list(events)))
+            chains.flush(pipe)
             if also is not None:
                 also(pipe)
             pipe.execute()
@@ -268,14 +309,18 @@ class Store:
         ``"stored"``, ``"duplicate"`` or ``"dead"``.
         """
         ids = [it.record.id for it in items if it.record is not None]
-        watch_keys = [self.keys.audit_head, *{self.keys.req(i) for i in ids}]
+        touched = [AuditEvent("", i, "") for i in ids]
+        touched += [e for it in items for e in (*it.events, *it.events_if_stored)]
+        chain_nos = _Chains(self.keys).missing(touched)
+        record_keys = list({self.keys.req(i) for i in ids})
+        watch_keys = [*(self.keys.audit_head(n) for n in chain_nos), *record_keys]
 
         def attempt(pipe: Any) -> list[str]:
-            pipe.watch(*watch_keys)
-            values = pipe.mget(watch_keys)
-            head = start = ChainHead.parse(values[0])
+            values = _watch_and_get(pipe, watch_keys)
+            chains = _Chains(self.keys)
+            chains.read(chain_nos, values[: len(chain_nos)])
             existing: dict[str, Any] = {
-                k: v for k, v in zip(watch_keys[1:], values[1:], strict=True) if v
+                k: v for k, v in zip(record_keys, values[len(chain_nos) :], strict=True) if v
             }
             pipe.multi()
             outcomes: list[str] = []
@@ -283,7 +328,7 @@ class Store:
             for it in items:
                 if it.record is None:
                     self._dead_letter(pipe, it, it.dead_reason, it.dead_errors)
-                    head = self._write(pipe, head, Change(events=it.events), set_head=False)
+                    self._write(pipe, chains, Change(events=it.events))
                     outcomes.append("dead")
                     continue
                 key = self.keys.req(it.record.id)
@@ -303,9 +348,7 @@ class Store:
                         {"stream_id": it.stream_id, "reason": reason},
                         it.record.verdict.policy_version,
                     )
-                    head = self._write(
-                        pipe, head, Change(events=[*it.events, conflict]), set_head=False
-                    )
+                    self._write(pipe, chains, Change(events=[*it.events, conflict]))
                     outcomes.append("dead")
                     continue
                 if key in existing:
@@ -316,9 +359,7 @@ class Store:
                         {"stream_id": it.stream_id},
                         it.record.verdict.policy_version,
                     )
-                    head = self._write(
-                        pipe, head, Change(events=[*it.events, duplicate]), set_head=False
-                    )
+                    self._write(pipe, chains, Change(events=[*it.events, duplicate]))
                     outcomes.append("duplicate")
                     continue
                 existing[key] = it.record
@@ -327,11 +368,10 @@ class Store:
                     decision=it.decision,
                     events=[*it.events, *it.events_if_stored],
                 )
-                head = self._write(pipe, head, change, set_head=False, writes=writes)
+                self._write(pipe, chains, change, writes=writes)
                 outcomes.append("stored")
             writes.queue(pipe, self.keys)
-            if head != start:
-                pipe.set(self.keys.audit_head, head.dumps())
+            chains.flush(pipe)
             acked = [it.stream_id for it in items]
             pipe.xack(self.keys.requests, group, *acked)
             pipe.xdel(self.keys.requests, *acked)  # done with: the stream keeps only open work
@@ -411,12 +451,10 @@ class Store:
         keys = [self.keys.req(i) for i in by_id]
 
         def attempt(pipe: Any) -> list[str]:
-            pipe.watch(self.keys.audit_head, *keys)
-            values = pipe.mget([self.keys.audit_head, *keys])
-            head = start = ChainHead.parse(values[0])
+            values = _watch_and_get(pipe, keys)
             missing: list[str] = []
             changes: list[Change] = []
-            for (rid, new), raw in zip(by_id.items(), values[1:], strict=True):
+            for (rid, new), raw in zip(by_id.items(), values, strict=True):
                 if raw is None:
                     missing.append(rid)
                     continue
@@ -433,11 +471,12 @@ class Store:
                     changes.append(
                         Change(record=record.model_copy(update={"cards": cards_now}), events=events)
                     )
+            chains = _Chains(self.keys)
+            self._read_heads(pipe, chains, [e for c in changes for e in c.events])
             pipe.multi()
             for change in changes:
-                head = self._write(pipe, head, change, set_head=False)
-            if head != start:
-                pipe.set(self.keys.audit_head, head.dumps())
+                self._write(pipe, chains, change)
+            chains.flush(pipe)
             pipe.execute()
             return missing
 
@@ -445,18 +484,20 @@ class Store:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _write(
-        self,
-        pipe: Any,
-        head: ChainHead,
-        change: Change,
-        *,
-        set_head: bool = True,
-        writes: _Writes | None = None,
-    ) -> ChainHead:
-        """Queue the commands of ``change`` on a MULTI pipeline; return the new chain head.
+    def _read_heads(self, pipe: Any, chains: _Chains, events: Sequence[AuditEvent]) -> None:
+        """WATCH and read the heads of the chains ``events`` go to and ``chains`` lacks (before
+        ``MULTI``: the transaction then commits only if none of them moved)."""
+        missing = chains.missing(events)
+        if missing:
+            names = [self.keys.audit_head(n) for n in missing]
+            chains.read(missing, _watch_and_get(pipe, names))
 
-        ``set_head=False`` leaves the head key to the caller (a batch sets it once at the end);
+    def _write(
+        self, pipe: Any, chains: _Chains, change: Change, *, writes: _Writes | None = None
+    ) -> None:
+        """Queue the commands of ``change`` on a MULTI pipeline, its audit entries on ``chains``
+        (whose heads the caller read before ``MULTI`` and flushes before ``EXEC``).
+
         ``writes`` gathers the record and pending-index writes for the caller to queue once.
         """
         record = change.record
@@ -505,11 +546,7 @@ class Store:
         if events:
             now = self.clock()
             for event in events:
-                head, text = encode_entry(head, event, now)
-                pipe.xadd(self.keys.audit, {"e": text})
-            if set_head:
-                pipe.set(self.keys.audit_head, head.dumps())
-        return head
+                chains.append(pipe, event, now)
 
     def _transact(self, attempt: Callable[[Any], T], check: str = "`hitl pending`") -> T:
         """Run ``attempt(pipe)`` (WATCH, read, MULTI, EXEC) until it commits without a conflict.
