@@ -43,8 +43,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-import redis
-import redis.asyncio as aredis
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -197,11 +195,9 @@ class Client:
         self._verifier = _Verifier(self.settings)
         if verify:  # fail now, not after a request is queued and decided
             self._verifier.keys()
-        from hitl.queue.connection import redis_url
+        from hitl.queue.connection import connect, redis_url
 
-        self.redis = redis.Redis.from_url(
-            redis_url(self.settings), decode_responses=True, socket_connect_timeout=5
-        )
+        self.redis = connect(redis_url(self.settings), socket_connect_timeout=5)
 
     def close(self) -> None:
         self.redis.close()
@@ -343,11 +339,9 @@ class AsyncClient:
         self._verifier = _Verifier(self.settings)
         if verify:  # fail now, not after a request is queued and decided
             self._verifier.keys()
-        from hitl.queue.connection import redis_url
+        from hitl.queue.connection import connect_async, redis_url
 
-        self.redis = aredis.Redis.from_url(
-            redis_url(self.settings), decode_responses=True, socket_connect_timeout=5
-        )
+        self.redis = connect_async(redis_url(self.settings), socket_connect_timeout=5)
 
     async def aclose(self) -> None:
         await self.redis.aclose()

@@ -191,7 +191,11 @@ def _deployment_slug(settings: Settings) -> str:
 
     url = urlparse(settings.redis_url)
     where = url.hostname or url.path or "redis"
-    parts = [where, str(url.port or ""), url.path.strip("/") if url.hostname else ""]
+    try:
+        port = str(url.port or "")
+    except ValueError:  # several hosts: redis+sentinel://h1:p1,h2:p2/service
+        port = ""
+    parts = [where, port, url.path.strip("/") if url.hostname else ""]
     slug = "-".join(p for p in parts if p)
     return "-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in slug)[:80]
 

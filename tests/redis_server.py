@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -37,10 +38,14 @@ def server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None, appendonly: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, appendonly: bool = False, args: Sequence[str] = ()
+    ) -> None:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="hitl-redis-"))
         self.appendonly = appendonly
+        self.args = list(args)
+        """More ``redis-server`` options (``--replicaof``, ``--cluster-enabled`` ...)."""
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -58,6 +63,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--dir", str(self.dir),
+            *self.args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -332,10 +332,9 @@ class RecordFolder(Protocol):
 
 def raw_connection(client: redis.Redis) -> redis.Redis:
     """A client on the same server with ``decode_responses=False``, as RQ needs."""
-    kwargs = dict(client.connection_pool.connection_kwargs)
-    kwargs["decode_responses"] = False
-    pool = redis.ConnectionPool(connection_class=client.connection_pool.connection_class, **kwargs)
-    return redis.Redis(connection_pool=pool)
+    from hitl.queue.connection import with_decoding
+
+    return with_decoding(client, decode=False)
 
 
 @dataclass(frozen=True)

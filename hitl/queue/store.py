@@ -563,21 +563,29 @@ class Store:
                     _track_exec(pipe, sent)
                     return attempt(pipe)
             except WatchError as exc:
-                if sent[0] and isinstance(
-                    exc.__context__, RedisConnectionError | RedisTimeoutError
-                ):
-                    raise _maybe_committed(exc.__context__, check) from exc
+                cause = exc.__context__
+                if isinstance(cause, RedisConnectionError | RedisTimeoutError):
+                    self._drop_idle_connections()
+                    if sent[0]:
+                        raise _maybe_committed(cause, check) from exc
                 # Someone else committed first; back off a little so a crowd spreads out.
                 if n > 3:
                     time.sleep(random.uniform(0, min(0.02, 0.0005 * n)))
                 continue
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._drop_idle_connections()
                 if sent[0]:
                     raise _maybe_committed(exc, check) from exc
                 raise _unavailable(exc) from exc
         raise StoreUnavailable(
             f"gave up after {self.max_retries} conflicting attempts; nothing was written"
         )
+
+    def _drop_idle_connections(self) -> None:
+        """After a lost connection, close the pooled ones so that each reconnects (through the
+        sentinels, to the new master after a failover): redis-py's pipeline reset re-opens a
+        dropped watching connection to its old address just to send ``UNWATCH``."""
+        self.redis.connection_pool.disconnect(inuse_connections=False)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
