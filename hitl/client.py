@@ -253,7 +253,9 @@ class Client:
         while True:
             try:
                 decision = _terminal_decision(self.redis.get(self.keys.req(request_id)))
-                if decision is None:
+                if decision is not None:  # taken from the record: its list is not needed
+                    self.redis.lpop(self.keys.decision(request_id))
+                else:
                     remaining = _POLL_S if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
                         raise _timeout(
@@ -386,7 +388,9 @@ class AsyncClient:
         while True:
             try:
                 decision = _terminal_decision(await self.redis.get(self.keys.req(request_id)))
-                if decision is None:
+                if decision is not None:  # taken from the record: its list is not needed
+                    await self.redis.lpop(self.keys.decision(request_id))
+                else:
                     remaining = _POLL_S if deadline is None else deadline - loop.time()
                     if remaining <= 0:
                         stored = await self.redis.exists(self.keys.req(request_id))

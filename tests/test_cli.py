@@ -123,7 +123,7 @@ def test_show_unknown_id_exits_1(run: Any) -> None:
     """An unknown id is a failed lookup (1) with a hint on stderr."""
     code, out, err = run("show", "nope")
     assert (1, "") == (code, out)
-    assert "hitl: no request 'nope' (check the id with `hitl pending`)\n" == err
+    assert err.startswith("hitl: no request 'nope' (check the id with `hitl pending`; ")
 
 
 # -- approve / reject / cancel (through the API, with tokens) ---------------------------------

@@ -168,4 +168,5 @@ def open_store(settings: Settings, *, url: str | None = None, signer: bool = Tru
         signer=settings.signing_keys() if signer else None,
         decision_ttl_s=settings.decision_ttl_s,
         dead_maxlen=settings.dead_maxlen,
+        retention_s=settings.retention_s,
     )

@@ -42,10 +42,12 @@ from hitl.queue.audit import AuditEvent, ChainHead, encode_entry
 from hitl.queue.keys import AUDIT_CHAINS, Keys
 from hitl.signing import request_digest, sign_decision
 
-__all__ = ["Change", "Clock", "IntakeItem", "Store"]
+__all__ = ["Change", "Clock", "IntakeItem", "Store", "record_json"]
 
 Clock = Callable[[], float]
 T = TypeVar("T")
+RETENTION_S = 7 * 24 * 3600
+"""Default for how long a decided record stays in Redis (``HITL_RETENTION_S``)."""
 DECISIONS_MAXLEN = 100_000
 """``hitl:decisions`` is a notification stream, trimmed (approximately) to this length; the
 record and the audit chain keep every decision forever."""
@@ -83,20 +85,37 @@ class IntakeItem:
 
 @dataclass
 class _Writes:
-    """Record writes gathered over a batch, sent as one ``MSET``, one ``ZADD`` and one ``ZREM``
-    instead of three commands per record (each command costs the intake ~10 us in redis-py)."""
+    """Record writes gathered over a batch, sent as one ``MSET`` (one script call for decided
+    records, which expire), one ``ZADD`` and one ``ZREM`` instead of three commands per record
+    (each command costs the intake ~10 us in redis-py)."""
 
     records: dict[str, str] = field(default_factory=dict)
+    expiring: dict[str, str] = field(default_factory=dict)
+    """Decided records: kept ``retention_s``, then only the audit log remembers them."""
     pending: dict[str, float] = field(default_factory=dict)
     done: list[str] = field(default_factory=list)
 
-    def queue(self, pipe: Any, keys: Keys) -> None:
+    def queue(self, pipe: Any, store: Store) -> None:
+        keys = store.keys
         if self.records:
             pipe.mset(self.records)
+        if self.expiring:
+            names = list(self.expiring)
+            args: list[str | int] = [store.retention_s, *self.expiring.values()]
+            store._set_expiring(keys=names, args=args, client=pipe)
         if self.pending:
             pipe.zadd(keys.pending, self.pending)
         if self.done:
             pipe.zrem(keys.pending, *self.done)
+
+
+_SET_EXPIRING = """
+for i, key in ipairs(KEYS) do
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
+"""``SET key value EX seconds`` for every key (one command for a batch; MSET has no TTL)."""
 
 
 @dataclass
@@ -126,6 +145,13 @@ class _Chains:
         for n in sorted(self.moved):
             pipe.set(self.keys.audit_head(n), self.heads[n].dumps())
         self.moved.clear()
+
+
+def record_json(record: RequestRecord) -> str:
+    """The record as ``hitl:req:<id>`` holds it: every field at its default left out (parsing
+    puts it back, so the record reads the same and a decided one stays under 2 KiB). The
+    complete, signed Decision JSON is the one in ``hitl:decision:<id>`` and ``hitl:decisions``."""
+    return record.model_dump_json(exclude_defaults=True)
 
 
 def _same_request(stored: str | RequestRecord, new: RequestRecord) -> bool:
@@ -206,6 +232,7 @@ class Store:
         clock: Clock = time.time,
         max_retries: int = 2000,
         dead_maxlen: int = 10_000,
+        retention_s: int = RETENTION_S,
     ) -> None:
         self.redis = client
         self.keys = keys or Keys()
@@ -215,6 +242,9 @@ class Store:
         self.clock = clock
         self.max_retries = max_retries
         self.dead_maxlen = dead_maxlen
+        self.retention_s = retention_s
+        """Seconds a decided record is kept (0: forever); the audit log keeps its facts."""
+        self._set_expiring = client.register_script(_SET_EXPIRING)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -222,7 +252,10 @@ class Store:
         """The record, or :class:`NotFound`."""
         raw = self._call(lambda: self.redis.get(self.keys.req(request_id)))
         if raw is None:
-            raise NotFound(f"no request {request_id!r} (check the id with `hitl pending`)")
+            raise NotFound(
+                f"no request {request_id!r} (check the id with `hitl pending`; a decided request "
+                "is kept HITL_RETENTION_S, then only the audit log has it)"
+            )
         return RequestRecord.model_validate_json(raw)
 
     def find(self, request_id: str) -> RequestRecord | None:
@@ -370,7 +403,7 @@ class Store:
                 )
                 self._write(pipe, chains, change, writes=writes)
                 outcomes.append("stored")
-            writes.queue(pipe, self.keys)
+            writes.queue(pipe, self)
             chains.flush(pipe)
             acked = [it.stream_id for it in items]
             pipe.xack(self.keys.requests, group, *acked)
@@ -504,14 +537,15 @@ class Store:
         events = list(change.events)
         if record is not None:
             batch = _Writes() if writes is None else writes
-            batch.records[self.keys.req(record.id)] = record.model_dump_json()
+            kept = batch.expiring if record.state.terminal and self.retention_s else batch.records
+            kept[self.keys.req(record.id)] = record_json(record)
             if record.state is State.PENDING:
                 score = record.deadline if record.deadline is not None else math.inf
                 batch.pending[record.id] = score
             else:
                 batch.done.append(record.id)
             if writes is None:
-                batch.queue(pipe, self.keys)
+                batch.queue(pipe, self)
             glass = record.break_glass
             if glass is not None:
                 if glass.acked_by is None and not glass.overdue_reported:
