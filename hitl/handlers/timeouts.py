@@ -330,22 +330,18 @@ class ReviewLatency:
         return None if self.decided_at is None else self.decided_at - self.requested_at
 
 
-def _seen_key(store: Store, request_id: str) -> str:
-    return f"{store.keys.prefix}seen:{request_id}"
-
-
 def mark_seen(store: Store, request_id: str, now: float | None = None) -> bool:
     """Record the first time a reviewer saw the request (opened the card, the inbox page, the
     modal). Only the first call counts; returns whether this one did."""
     now = store.clock() if now is None else now
-    key = _seen_key(store, request_id)
+    key = store.keys.seen(request_id)
     return bool(store.redis.set(key, f"{now:.6f}", nx=True, ex=SEEN_TTL_S))
 
 
 def review_latency(store: Store, record: RequestRecord) -> ReviewLatency:
     """The record's latency figures. "First seen" is the earliest of :func:`mark_seen`, the
     first vote and a human decision (someone who answered has seen it)."""
-    raw = store.redis.get(_seen_key(store, record.id))
+    raw = store.redis.get(store.keys.seen(record.id))
     candidates = [float(raw)] if raw else []
     candidates += [v.reviewer.at for v in record.votes if v.reviewer.at]
     decision = record.decision

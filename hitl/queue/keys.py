@@ -101,6 +101,24 @@ class Keys:
         """String: a personal API token's record (JSON); the token itself is never stored."""
         return f"{self.prefix}token:{token_id}"
 
+    def seen(self, request_id: str) -> str:
+        """String (with a TTL): when a reviewer first saw the request (review latency)."""
+        return f"{self.prefix}seen:{request_id}"
+
+    def notified(self, key: str) -> str:
+        """String (with a TTL): the scheduler's notification ``key`` was sent (sent once)."""
+        return f"{self.prefix}notified:{key}"
+
+    def digest(self, part: str) -> str:
+        """The digests' bookkeeping (:mod:`hitl.queue.digest`): ``q:<dest>`` (zset of waiting
+        ids), ``due`` (zset of destinations), ``outbox`` (zset), ``doc:<digest id>`` (string),
+        ``of:<request id>`` (string), ``lock:<dest>`` (string)."""
+        return f"{self.prefix}digest:{part}"
+
+    def pace(self, destination: str, window: int) -> str:
+        """Counter (with a TTL) of cards posted to ``destination`` in time window ``window``."""
+        return f"{self.prefix}pace:{destination}:{window}"
+
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""
         return f"{self.prefix}req:{request_id}"

@@ -226,13 +226,13 @@ class StreamSink:
 
     @property
     def stream(self) -> str:
-        return f"{self.keys.prefix}notify"
+        return self.keys.notify
 
     def send(self, notification: Notification) -> bool:
         args: list[str | int] = [NOTIFIED_TTL_S, NOTIFY_MAXLEN]
         for name, value in notification.to_fields().items():
             args += [name, value]
-        marker = f"{self.keys.prefix}notified:{notification.key}"
+        marker = self.keys.notified(notification.key)
         return self._script(keys=[marker, self.stream], args=args) is not None
 
     def read(self, after: str = "0-0", count: int = 1000) -> list[tuple[str, Notification]]:

@@ -51,3 +51,14 @@ def test_audit_chains_are_sharded_by_request_id() -> None:
     assert (0, 0) == (k.chain_of(None), k.chain_of(""))
     assert k.chain_of("r-42") == k.chain_of("r-42") == zlib.crc32(b"r-42") % 16
     assert set(range(16)) == {k.chain_of(f"r-{i}") for i in range(200)}
+
+
+def test_bookkeeping_keys_live_under_the_prefix_too() -> None:
+    """Review latency, sent-once markers, digests and pacing are named in Keys as well."""
+    k = Keys("acme:")
+    assert [
+        "acme:seen:r-1",
+        "acme:notified:esc:r-1:1",
+        "acme:digest:q:#ops",
+        "acme:pace:#ops:42",
+    ] == [k.seen("r-1"), k.notified("esc:r-1:1"), k.digest("q:#ops"), k.pace("#ops", 42)]
