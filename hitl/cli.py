@@ -343,15 +343,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK if decision.approved else EXIT_FAIL
 
 
-def _audit_entries(store: Any) -> list[dict[str, Any]]:
-    from hitl.queue.checkpoints import read_entries
-
-    return [entry for _, entry in read_entries(store)]
-
-
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    """The chain (Redis, or an export) against every signed checkpoint, with public keys only."""
-    from hitl.queue.audit import ChainHead, open_anchor, split_export, verify_chain
+    """Every chain (Redis, or an export) against its signed checkpoints, with public keys only."""
+    from hitl.queue.audit import (
+        ChainHead,
+        open_anchor,
+        split_export,
+        verify_chain,
+        verify_chains,
+    )
+    from hitl.queue.checkpoints import read_log, verify_store
     from hitl.queue.keys import Keys
 
     settings = _settings(args)
@@ -366,23 +367,31 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if args.file:
         with open(args.file, encoding="utf-8") as fh:
             entries, carried = split_export(fh)
-        chain = carried[0].chain if carried else args.chain or Keys(settings.prefix).audit
         checkpoints = [*carried, *(anchor.read() if args.anchor else [])]
-        report = verify_chain(entries, checkpoints, keys, chain=chain, expect_head=expect)
+        if args.chain:  # one named chain (an export of a log from before the sharding)
+            report = verify_chain(entries, checkpoints, keys, chain=args.chain, expect_head=expect)
+        else:
+            # The chains' names carry the exporter's key prefix; without checkpoints, ours.
+            prefix = carried[0].chain.rpartition("audit:{")[0] if carried else settings.prefix
+            names = Keys(prefix).audit_chains
+            report = verify_chains(entries, checkpoints, keys, names=names, expect_head=expect)
     else:
         store = _store(args, signer=False)
-        entries = _audit_entries(store)
-        chain = args.chain or store.keys.audit
         checkpoints = anchor.read()
-        report = verify_chain(entries, checkpoints, keys, chain=chain, expect_head=store.head())
+        report = verify_store(store, checkpoints, keys)
         if report.ok and expect is not None:
             # Also against a head kept elsewhere (an export's, a published anchor).
-            report = verify_chain(entries, checkpoints, keys, chain=chain, expect_head=expect)
+            names = store.keys.audit_chains
+            report = verify_chains(
+                read_log(store), checkpoints, keys, names=names, expect_head=expect
+            )
     data = {
         "ok": report.ok,
         "entries": report.entries,
+        "chains": report.chains,
         "head": {"seq": report.head.seq, "hash": report.head.hash},
         "first_bad_seq": report.first_bad_seq,
+        "chain": report.chain,
         "problem": report.problem,
         "checkpoints": report.checkpoints,
         "anchored_seq": report.anchored_seq,
@@ -394,41 +403,47 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
-    """Sign the chain's head now (needs the keyring: an operator's or the service's)."""
+    """Sign every chain's head now (needs the keyring: an operator's or the service's)."""
     from hitl.queue.checkpoints import Checkpointer
 
     settings = _settings(args)
     store = _store(args)
     checkpointer = Checkpointer(store, settings.signing_keys(), settings.anchor())
     made = checkpointer.checkpoint()
-    if made is None:
-        _out(args, "the chain has not moved since the last checkpoint", {"checkpoint": None})
+    if not made:
+        _out(args, "the chain has not moved since the last checkpoint", {"checkpoints": []})
     else:
+        lines = [
+            f"checkpoint {c.chain} seq {c.seq} hash {c.hash} signed by {c.key_id}" for c in made
+        ]
         _out(
             args,
-            f"checkpoint seq {made.seq} hash {made.hash} signed by {made.key_id} "
-            f"-> {checkpointer.anchor.where}",
-            {"checkpoint": made.to_json(), "anchor": checkpointer.anchor.where},
+            "\n".join([*lines, f"-> {checkpointer.anchor.where}"]),
+            {"checkpoints": [c.to_json() for c in made], "anchor": checkpointer.anchor.where},
         )
     return EXIT_OK
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     """Entries, then the checkpoints that cover them: verifiable offline with the public key."""
+    from hitl.queue.audit import heads_root
+    from hitl.queue.checkpoints import read_log
+
     settings = _settings(args)
     store = _store(args, signer=False)
-    entries = _audit_entries(store)
-    checkpoints = [c for c in settings.anchor().read() if c.chain == store.keys.audit]
+    entries = read_log(store)
+    names = set(store.keys.audit_chains)
+    checkpoints = [c for c in settings.anchor().read() if c.chain in names]
     with open(args.file, "w", encoding="utf-8") as fh:
         for entry in entries:
             fh.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
         for cp in checkpoints:
             fh.write(json.dumps({"checkpoint": cp.to_json()}, sort_keys=True) + "\n")
-    head = store.head()
+    head = heads_root(store.head())
     _out(
         args,
         f"wrote {len(entries)} entries and {len(checkpoints)} signed checkpoints to {args.file}; "
-        f"head seq {head.seq} hash {head.hash}\n"
+        f"root seq {head.seq} hash {head.hash}\n"
         f"check it offline (public key only) with: hitl audit verify {args.file}",
         {
             "file": args.file,
@@ -575,11 +590,17 @@ def build_parser() -> argparse.ArgumentParser:
     asub = p.add_subparsers(dest="audit_command", required=True)
     v = asub.add_parser("verify", parents=[common], help="check the chain (Redis, or a file)")
     v.add_argument("file", nargs="?", help="an exported .jsonl (offline); default: Redis")
-    v.add_argument("--head", help="expected head SEQ:HASH (detects deleted newest entries)")
+    v.add_argument(
+        "--head",
+        help="expected root SEQ:HASH, as export prints it (detects deleted newest entries)",
+    )
     v.add_argument(
         "--anchor", help="checkpoints to check against (default $HITL_AUDIT_ANCHOR / data dir)"
     )
-    v.add_argument("--chain", help="the chain's name in the anchor (default: PREFIX + 'audit')")
+    v.add_argument(
+        "--chain",
+        help="verify FILE as the one chain of this name (an export from before the sharding)",
+    )
     v.set_defaults(func=cmd_audit_verify)
     c = asub.add_parser("checkpoint", parents=[common], help="sign the head now (needs the keys)")
     c.set_defaults(func=cmd_audit_checkpoint)

@@ -43,8 +43,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, ParamSpec, TypeVar, cast
 
-import redis
-import redis.asyncio as aredis
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -240,11 +238,9 @@ class Client:
         self._verifier = _Verifier(self.settings)
         if verify:  # fail now, not after a request is queued and decided
             self._verifier.keys()
-        from hitl.queue.connection import redis_url
+        from hitl.queue.connection import connect, redis_url
 
-        self.redis = redis.Redis.from_url(
-            redis_url(self.settings), decode_responses=True, socket_connect_timeout=5
-        )
+        self.redis = connect(redis_url(self.settings), socket_connect_timeout=5)
 
     def close(self) -> None:
         self.redis.close()
@@ -300,7 +296,9 @@ class Client:
         while True:
             try:
                 decision = _terminal_decision(self.redis.get(self.keys.req(request_id)))
-                if decision is None:
+                if decision is not None:  # taken from the record: its list is not needed
+                    self.redis.lpop(self.keys.decision(request_id))
+                else:
                     remaining = _POLL_S if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
                         raise _timeout(
@@ -419,11 +417,9 @@ class AsyncClient:
         self._verifier = _Verifier(self.settings)
         if verify:  # fail now, not after a request is queued and decided
             self._verifier.keys()
-        from hitl.queue.connection import redis_url
+        from hitl.queue.connection import connect_async, redis_url
 
-        self.redis = aredis.Redis.from_url(
-            redis_url(self.settings), decode_responses=True, socket_connect_timeout=5
-        )
+        self.redis = connect_async(redis_url(self.settings), socket_connect_timeout=5)
 
     async def aclose(self) -> None:
         await self.redis.aclose()
@@ -468,7 +464,9 @@ class AsyncClient:
         while True:
             try:
                 decision = _terminal_decision(await self.redis.get(self.keys.req(request_id)))
-                if decision is None:
+                if decision is not None:  # taken from the record: its list is not needed
+                    await self.redis.lpop(self.keys.decision(request_id))
+                else:
                     remaining = _POLL_S if deadline is None else deadline - loop.time()
                     if remaining <= 0:
                         stored = await self.redis.exists(self.keys.req(request_id))

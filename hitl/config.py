@@ -55,6 +55,8 @@ class Settings(BaseModel):
     environment: str | None = None
     decision_ttl_s: int = 7 * 24 * 3600
     """How long ``hitl:decision:<id>`` waits for its agent."""
+    retention_s: int = Field(default=7 * 24 * 3600, ge=0)
+    """How long a decided record stays in Redis (``$HITL_RETENTION_S``; 0: forever)."""
     consumer_group: str = "hitl-intake"
     dead_maxlen: int = Field(default=10_000, ge=1)
     """``hitl:dead`` is trimmed (approximately) to this many entries (``$HITL_DEAD_MAXLEN``)."""
@@ -109,6 +111,11 @@ class Settings(BaseModel):
                 values["decision_ttl_s"] = int(ttl)
             except ValueError:
                 raise ConfigError(f"HITL_DECISION_TTL must be whole seconds, got {ttl!r}") from None
+        if kept := env.get("HITL_RETENTION_S"):
+            try:
+                values["retention_s"] = int(kept)
+            except ValueError:
+                raise ConfigError(f"HITL_RETENTION_S must be whole seconds, got {kept!r}") from None
         if dead := env.get("HITL_DEAD_MAXLEN"):
             try:
                 values["dead_maxlen"] = int(dead)
@@ -201,7 +208,11 @@ def _deployment_slug(settings: Settings) -> str:
 
     url = urlparse(settings.redis_url)
     where = url.hostname or url.path or "redis"
-    parts = [where, str(url.port or ""), url.path.strip("/") if url.hostname else ""]
+    try:
+        port = str(url.port or "")
+    except ValueError:  # several hosts: redis+sentinel://h1:p1,h2:p2/service
+        port = ""
+    parts = [where, port, url.path.strip("/") if url.hostname else ""]
     slug = "-".join(p for p in parts if p)
     return "-" + "".join(c if c.isalnum() or c in "._-" else "_" for c in slug)[:80]
 

@@ -341,18 +341,10 @@ def _report(result: Decision | Exception | None) -> None:
 
 
 def _verify_audit(settings: Settings, service: Any) -> bool:
-    from hitl.queue.audit import verify_chain
-    from hitl.queue.checkpoints import Checkpointer, read_entries
+    from hitl.queue.checkpoints import Checkpointer, verify_store
 
     anchor = settings.anchor()
     Checkpointer(service.store, settings.signing_keys(), anchor).checkpoint()
-    entries = [e for _, e in read_entries(service.store)]
-    report = verify_chain(
-        entries,
-        anchor.read(),
-        settings.verify_keys(),
-        chain=service.store.keys.audit,
-        expect_head=service.store.head(),
-    )
+    report = verify_store(service.store, anchor.read(), settings.verify_keys())
     _say(f"\naudit chain: {report}")
     return report.ok

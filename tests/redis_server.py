@@ -15,6 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -39,7 +40,8 @@ def server_binary() -> str:
 
 class RedisServer:
     """``appendfsync`` ("always", "everysec", "no") applies with ``appendonly``; ``binary`` picks
-    the server (e.g. the embedded valkey-server, which has ``WAITAOF``)."""
+    the server (e.g. the embedded valkey-server, which has ``WAITAOF``); ``args`` are more
+    ``redis-server`` options (``--replicaof`` ...)."""
 
     def __init__(
         self,
@@ -48,12 +50,14 @@ class RedisServer:
         *,
         appendfsync: str = "everysec",
         binary: str | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="hitl-redis-"))
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.binary = binary
+        self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -72,6 +76,7 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", self.appendfsync,
             "--dir", str(self.dir),
+            *self.args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -20,6 +20,7 @@ from hitl.keys import KeyRing
 from hitl.models import State
 from hitl.queue.audit import AuditEvent
 from hitl.queue.intake import IntakeConsumer
+from hitl.queue.keys import Keys
 from hitl.queue.store import Store
 from tests.api_server import ApiServer
 from tests.conftest import KEYRING, keyring_file
@@ -122,7 +123,7 @@ def test_show_unknown_id_exits_1(run: Any) -> None:
     """An unknown id is a failed lookup (1) with a hint on stderr."""
     code, out, err = run("show", "nope")
     assert (1, "") == (code, out)
-    assert "hitl: no request 'nope' (check the id with `hitl pending`)\n" == err
+    assert err.startswith("hitl: no request 'nope' (check the id with `hitl pending`; ")
 
 
 # -- approve / reject / cancel (through the API, with tokens) ---------------------------------
@@ -630,17 +631,21 @@ def test_dead_letter_cap_is_a_setting(monkeypatch: pytest.MonkeyPatch, settings:
 def test_audit_verify_and_export(
     run: Any, as_: Any, r: redis.Redis, pintake: IntakeConsumer, tmp_path: Path
 ) -> None:
-    """verify checks Redis against its head; export writes a file that verifies offline."""
+    """verify checks every chain in Redis against its head (the token's creation is in chain 0,
+    the request's entries in its own); export writes a file that verifies offline."""
     as_("bob")  # the token's creation is the first entry
     submit_raw(r, pintake, "r-1")
     assert 0 == run("approve", "r-1")[0]
     code, out, _err = run("audit", "verify")
-    assert (0, True) == (code, out.startswith("OK: 3 entries, head seq 3 hash "))
+    assert (0, True) == (code, out.startswith("OK: 3 entries in 16 chains, root seq 3 hash "))
     data = json.loads(run("audit", "verify", "--json")[1])
     assert (True, 3, None) == (data["ok"], data["entries"], data["first_bad_seq"])
 
     code, out, _err = run("audit", "checkpoint")
-    assert (0, True) == (code, out.startswith("checkpoint seq 3 hash "))
+    lines = out.splitlines()
+    assert (0, 3) == (code, len(lines))
+    assert lines[0].startswith("checkpoint hitl:audit:{0} seq 1 hash ")
+    assert lines[1].startswith(f"checkpoint hitl:audit:{{{Keys.chain_of('r-1')}}} seq 2 hash ")
     assert (0, "the chain has not moved since the last checkpoint\n") == run("audit", "checkpoint")[
         :2
     ]
@@ -651,16 +656,18 @@ def test_audit_verify_and_export(
         code,
         out.splitlines()[1],
     )
-    assert 4 == len(path.read_text().splitlines())  # 3 entries and their checkpoint
+    assert 5 == len(path.read_text().splitlines())  # 3 entries and their 2 chains' checkpoints
     code, out, _err = run("audit", "verify", str(path), "--head", head)
-    assert (0, True) == (code, "anchored by 1 signed checkpoints up to seq 3" in out)
+    assert (0, True) == (code, "anchored by 2 signed checkpoints covering 3 entries" in out)
+    code, out, _err = run("audit", "verify", str(path), "--head", f"2:{'0' * 64}")
+    assert (1, True) == (code, "not at the expected seq 2" in out)
 
 
 def test_audit_verify_pages_through_long_chains(run: Any, store: Store) -> None:
     """Chains longer than one XRANGE page (5000) are read and verified completely."""
     store.append_events([AuditEvent("x", None, "t", {"i": i}) for i in range(5003)])
     code, out, _err = run("audit", "verify")
-    assert (0, True) == (code, out.startswith("OK: 5003 entries, head seq 5003 "))
+    assert (0, True) == (code, out.startswith("OK: 5003 entries in 16 chains, root seq 5003 "))
 
 
 def test_audit_verify_with_other_public_keys_fails(
@@ -671,7 +678,10 @@ def test_audit_verify_with_other_public_keys_fails(
     assert 0 == run("audit", "checkpoint")[0]
     monkeypatch.setenv("HITL_PUBLIC_KEY", KeyRing.generate().public().to_env())
     code, out, _err = run("audit", "verify")
-    assert (1, True) == (code, out.startswith("BROKEN at seq 1: the checkpoint for seq 1 does not"))
+    assert (1, True) == (
+        code,
+        out.startswith("BROKEN at seq 1 of chain 0: the checkpoint for seq 1 does not"),
+    )
 
 
 # -- Redis down --------------------------------------------------------------------------------

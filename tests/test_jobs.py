@@ -66,7 +66,7 @@ def run_due(ctx: JobContext) -> int:
     return promoted
 
 
-def _put(store: Store, rid: str = "r1", **verdict: Any) -> RequestRecord:
+def put_request(store: Store, rid: str = "r1", **verdict: Any) -> RequestRecord:
     verdict.setdefault("escalation", CHAIN)
     verdict.setdefault("destination", Destination(kind="oncall", target="primary"))
     req = ApprovalRequest(id=rid, action="stop_instance", summary=f"Stop {rid}", requested_by="al")
@@ -89,7 +89,7 @@ def _notes(ctx: JobContext) -> list[tuple[str, str]]:
 
 def test_the_chain_runs_on_a_real_worker(ctx: JobContext, clock: ManualClock) -> None:
     """Reminder, level 1, level 2, timeout: the sweep fires each when the clock reaches it."""
-    _put(ctx.store)
+    put_request(ctx.store)
     ctx.scheduler.arm_sweep()
     assert 0 == run_due(ctx)
     clock.advance(480)
@@ -115,7 +115,7 @@ def test_the_chain_runs_on_a_real_worker(ctx: JobContext, clock: ManualClock) ->
 
 def test_a_job_run_twice_acts_and_tells_once(ctx: JobContext, clock: ManualClock) -> None:
     """Running escalate_job again (a retry, a duplicate) changes nothing and notifies nobody."""
-    _put(ctx.store)
+    put_request(ctx.store)
     clock.advance(600)
     assert "escalated" == jobs.escalate_job("r1", 1)
     head = ctx.store.head()
@@ -130,7 +130,7 @@ def test_notification_lost_in_a_crash_is_sent_by_the_retry(
     """If a job dies after its transaction, its retry sends the notification it owed."""
     from hitl.handlers.timeouts import escalate
 
-    _put(ctx.store)
+    put_request(ctx.store)
     clock.advance(600)
     escalate(ctx.store, "r1", 1)  # the transaction committed, then the worker died
     assert [] == _notes(ctx)
@@ -140,7 +140,7 @@ def test_notification_lost_in_a_crash_is_sent_by_the_retry(
 
 def test_the_sweep_never_acts_before_a_deadline(ctx: JobContext, clock: ManualClock) -> None:
     """A sweep a moment before the deadline changes nothing; the next one, after it, escalates."""
-    _put(ctx.store)
+    put_request(ctx.store)
     clock.advance(599.5)
     assert {"reminded": 1, "escalated": 0} == jobs.sweep_job()
     assert 0 == ctx.store.get("r1").escalation_level
@@ -153,10 +153,10 @@ def test_the_sweep_never_acts_before_a_deadline(ctx: JobContext, clock: ManualCl
 def test_many_due_requests_fire_in_one_sweep(ctx: JobContext, clock: ManualClock) -> None:
     """One sweep escalates every overdue request and reminds every one nearing its deadline."""
     for i in range(30):
-        _put(ctx.store, f"old{i}")
+        put_request(ctx.store, f"old{i}")
     clock.advance(500)
     for i in range(20):
-        _put(ctx.store, f"new{i}", escalation=[CHAIN[0].model_copy(update={"after_s": 200})])
+        put_request(ctx.store, f"new{i}", escalation=[CHAIN[0].model_copy(update={"after_s": 200})])
     clock.advance(100)
     assert {"reminded": 20, "escalated": 30} == jobs.sweep_job()
     assert {1} == {ctx.store.get(f"old{i}").escalation_level for i in range(30)}
@@ -165,7 +165,7 @@ def test_many_due_requests_fire_in_one_sweep(ctx: JobContext, clock: ManualClock
 
 def test_reminders_only_when_useful(store: Store, clock: ManualClock) -> None:
     """No reminder when disabled, or when it would come before the previous deadline."""
-    _put(store, "wide")
+    put_request(store, "wide")
     for before, expected in ((0, []), (900, [])):
         context = JobContext.build(store, SchedulerConfig(remind_before_s=before))
         with use_context(context):
@@ -187,7 +187,7 @@ def test_a_job_promoted_early_waits_for_its_deadline(
     ctx: JobContext, store: Store, clock: ManualClock
 ) -> None:
     """A job queued per request by an earlier version still runs, and waits for its deadline."""
-    _put(store)
+    put_request(store)
     clock.advance(599.6)
     assert "escalated" == jobs.escalate_job("r1", 1, T0 + 600)
     assert T0 + 600 == clock()  # it slept 0.4 s (on the test's clock)
@@ -197,7 +197,7 @@ def test_a_job_promoted_early_waits_for_its_deadline(
 
 def test_transient_failure_is_retried(ctx: JobContext, store: Store, clock: ManualClock) -> None:
     """A sweep that cannot reach Redis fails, is retried by rq, and then does its work."""
-    _put(store)
+    put_request(store)
     ctx.scheduler.arm_sweep()
     clock.advance(600)
     dead = redis.Redis(
@@ -219,7 +219,7 @@ def test_transient_failure_is_retried(ctx: JobContext, store: Store, clock: Manu
 def test_tick_sweeps_when_the_sweep_was_lost(ctx: JobContext, clock: ManualClock) -> None:
     """The periodic job escalates overdue requests even with no sweep armed, re-arms itself,
     and arms the sweep again."""
-    _put(ctx.store)
+    put_request(ctx.store)
     ctx.scheduler.arm_tick()
     clock.advance(700)
     run_due(ctx)
@@ -234,7 +234,7 @@ def test_tick_sweeps_when_the_sweep_was_lost(ctx: JobContext, clock: ManualClock
 
 def test_remind_job_is_quiet_once_escalated(ctx: JobContext, clock: ManualClock) -> None:
     """A reminder for a level already passed (or a decided request) says nothing."""
-    _put(ctx.store)
+    put_request(ctx.store)
     clock.advance(600)
     jobs.escalate_job("r1", 1)
     assert "noop" == jobs.remind_job("r1", 1)
@@ -266,7 +266,9 @@ def test_run_worker_burst_runs_what_is_due(settings: Settings, r: redis.Redis) -
     """`hitl worker --burst`: the real HitlWorker promotes due jobs, forks and runs them."""
     real = Store(r, signer=settings.signing_keys())
     now = real.clock()
-    record = _put(real, "due").model_copy(update={"created_at": now - 700, "deadline": now - 100})
+    record = put_request(real, "due").model_copy(
+        update={"created_at": now - 700, "deadline": now - 100}
+    )
     real.update("due", lambda _c: Change(record=record))
     scheduler = JobContext.build(real).scheduler
     scheduler.arm_sweep(real.clock() - 2)  # a sweep that is due now

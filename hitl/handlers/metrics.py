@@ -42,6 +42,7 @@ from typing import Any
 from hitl.models import Destination, Outcome, RequestRecord, Risk, State, VerdictKind
 from hitl.policies import GovernanceConfig, format_duration
 from hitl.queue.audit import AuditEvent
+from hitl.queue.keys import AUDIT_CHAINS
 from hitl.queue.scheduler import Notification, NotificationSink
 from hitl.queue.store import Store
 
@@ -142,7 +143,9 @@ def _answers(store: Store, record: RequestRecord) -> list[_Answer]:
 
 def _late_answers(store: Store) -> dict[str, int]:
     """Late answers by reviewer, from the newest audit entries."""
-    raw: Any = store.redis.xrevrange(store.keys.audit, count=LATE_SCAN)
+    raw: list[Any] = []
+    for chain in range(AUDIT_CHAINS):
+        raw.extend(store.redis.xrevrange(store.keys.audit(chain), count=LATE_SCAN) or [])
     late: dict[str, int] = defaultdict(int)
     for _id, fields in raw:
         try:

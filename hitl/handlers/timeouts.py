@@ -332,21 +332,17 @@ class ReviewLatency:
         return None if self.decided_at is None else self.decided_at - self.requested_at
 
 
-def _seen_key(store: Store, request_id: str) -> str:
-    return f"{store.keys.prefix}seen:{request_id}"
-
-
 def mark_seen(store: Store, request_id: str, now: float | None = None) -> bool:
     """Record the first time a reviewer saw the request (opened the card, the inbox page, the
     modal). Only the first call counts; returns whether this one did."""
     now = store.clock() if now is None else now
-    key = _seen_key(store, request_id)
+    key = store.keys.seen(request_id)
     return bool(store.redis.set(key, f"{now:.6f}", nx=True, ex=SEEN_TTL_S))
 
 
 def seen_at(store: Store, request_id: str) -> float | None:
     """When a reviewer first had the request in front of them (:func:`mark_seen`), if known."""
-    raw = store.redis.get(_seen_key(store, request_id))
+    raw = store.redis.get(store.keys.seen(request_id))
     return float(raw) if raw else None
 
 

@@ -1,22 +1,24 @@
-"""The hash-chained audit log (``hitl:audit``), its signed checkpoints and the offline verifier.
+"""The hash-chained audit log, its signed checkpoints and the offline verifier.
 
-Each entry is ``{seq, ts, kind, request_id, actor, details, policy_version, prev_hash, hash}``
-with ``hash = sha256(prev_hash + canonical_json(entry without hash))``: every entry is linked to
-the one before, so editing one breaks every later link. A hash chain alone does not stop someone
-with Redis write access from rebuilding it (or truncating it, or deleting it): that is what
-**checkpoints** are for. At an interval (and on demand) the service signs ``{seq, hash, ts}`` of
-the chain's head with its Ed25519 key and appends the checkpoint to an **anchor** outside Redis
-(a file, or an S3-compatible bucket). The verifier then checks the chain against every
-checkpoint, with only the public key::
+The log is :data:`~hitl.queue.keys.AUDIT_CHAINS` chains sharded by request id
+(``hitl:audit:{n}``), each verified on its own exactly like one chain (:func:`verify_chains`).
+Each entry is ``{chain, seq, ts, kind, request_id, actor, details, policy_version, prev_hash,
+hash}`` with ``hash = sha256(prev_hash + canonical_json(entry without hash))``: every entry is
+linked to the one before, so editing one breaks every later link. A hash chain alone does not
+stop someone with Redis write access from rebuilding it (or truncating it, or deleting it): that
+is what **checkpoints** are for. At an interval (and on demand) the service signs
+``{seq, hash, ts, chain}`` of each chain's head with its Ed25519 key and appends the checkpoint
+to an **anchor** outside Redis (a file, or an S3-compatible bucket). The verifier then checks
+each chain against every checkpoint, with only the public key::
 
     report = verify_chain(entries, checkpoints, public_keys)
     if not report.ok:
         print(report.first_bad_seq, report.problem)
 
 Appends happen inside the same MULTI/EXEC as the state change they record (see
-:mod:`hitl.queue.store`), conditional on the head key ``hitl:audit:head``, so an entry exists
-exactly when its change does. The checkpointer re-checks the entries since the last checkpoint
-before it signs, so a checkpoint never anchors a history that was rewritten in between.
+:mod:`hitl.queue.store`), conditional on the chain's head key ``hitl:audit:{n}:head``, so an
+entry exists exactly when its change does. The checkpointer re-checks the entries since the
+last checkpoint before it signs, so a checkpoint never anchors a history rewritten in between.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from hitl.errors import AuditError, ConfigError
 from hitl.keys import KeyRing, PublicKeys
+from hitl.queue.keys import AUDIT_CHAINS
 from hitl.signing import canonical_bytes, canonical_json
 
 __all__ = [
@@ -44,9 +47,12 @@ __all__ = [
     "build_entry",
     "check_entry",
     "encode_entry",
+    "group_chains",
+    "heads_root",
     "open_anchor",
     "read_jsonl",
     "verify_chain",
+    "verify_chains",
     "verify_entries",
 ]
 
@@ -89,19 +95,24 @@ def _hash(prev_hash: str, body: str) -> str:
     return hashlib.sha256((prev_hash + body).encode()).hexdigest()
 
 
-def build_entry(head: ChainHead, event: AuditEvent, ts: float) -> dict[str, Any]:
+def build_entry(head: ChainHead, event: AuditEvent, ts: float, chain: int = 0) -> dict[str, Any]:
     """The next entry after ``head``: numbered, linked and hashed."""
-    return json.loads(encode_entry(head, event, ts)[1])  # type: ignore[no-any-return]
+    return json.loads(encode_entry(head, event, ts, chain)[1])  # type: ignore[no-any-return]
 
 
-def encode_entry(head: ChainHead, event: AuditEvent, ts: float) -> tuple[ChainHead, str]:
-    """The next entry after ``head`` as the JSON text the chain stores, and the new head.
+def encode_entry(
+    head: ChainHead, event: AuditEvent, ts: float, chain: int = 0
+) -> tuple[ChainHead, str]:
+    """The next entry after ``head`` in chain number ``chain``, as the JSON text the chain
+    stores, and the new head.
 
     The text is the canonical body (what the hash covers) with ``hash`` appended: the body is
-    serialized once, for hashing and for storage alike (a reader parses it like any entry).
+    serialized once, for hashing and for storage alike (a reader parses it like any entry). The
+    chain number is hashed too, so an entry cannot be moved to another chain unnoticed.
     """
     body = canonical_json(
         {
+            "chain": chain,
             "seq": head.seq + 1,
             "ts": round(ts, 6),
             "kind": event.kind,
@@ -255,15 +266,27 @@ class VerifyReport:
     checkpoints: int = 0
     unanchored: int = 0
     """Entries after the newest checkpoint: linked, but not yet covered by a signature."""
+    chains: int = 1
+    chain: int | None = None
+    """The chain ``first_bad_seq`` is in, when several were verified."""
 
     def __str__(self) -> str:
         if not self.ok:
-            return f"BROKEN at seq {self.first_bad_seq}: {self.problem}"
+            where = f" of chain {self.chain}" if self.chain is not None else ""
+            return f"BROKEN at seq {self.first_bad_seq}{where}: {self.problem}"
         text = f"OK: {self.entries} entries, head seq {self.head.seq} hash {self.head.hash}"
-        if self.checkpoints:
-            text += (
-                f"; anchored by {self.checkpoints} signed checkpoints up to seq {self.anchored_seq}"
+        if self.chains > 1:
+            text = (
+                f"OK: {self.entries} entries in {self.chains} chains, root seq {self.head.seq} "
+                f"hash {self.head.hash}"
             )
+        if self.checkpoints:
+            covered = (
+                f"covering {self.anchored_seq} entries"
+                if self.chains > 1
+                else f"up to seq {self.anchored_seq}"
+            )
+            text += f"; anchored by {self.checkpoints} signed checkpoints {covered}"
             if self.unanchored:
                 text += f" ({self.unanchored} newer entries not yet checkpointed)"
         else:
@@ -271,16 +294,101 @@ class VerifyReport:
         return text
 
 
+def heads_root(heads: Mapping[int, ChainHead]) -> ChainHead:
+    """One head for several chains: every entry counted, and a hash over each chain's head (a
+    single chain 0 is its own root), so that one ``SEQ:HASH`` pins them all."""
+    moved = {n: h for n, h in heads.items() if h.seq}
+    if set(moved) <= {0}:
+        return moved.get(0, ChainHead())
+    text = "".join(f"{n}:{h.seq}:{h.hash}\n" for n, h in sorted(moved.items()))
+    return ChainHead(sum(h.seq for h in moved.values()), hashlib.sha256(text.encode()).hexdigest())
+
+
+def group_chains(entries: Iterable[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Entries by chain number, each chain in the order given. An entry with no integer
+    ``chain`` (an older entry, a damaged line) stays in the chain of the entry before it."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    current = 0
+    for entry in entries:
+        chain = entry.get("chain")
+        if isinstance(chain, int) and not isinstance(chain, bool):
+            current = chain
+        groups.setdefault(current, []).append(entry)
+    return groups
+
+
+def verify_chains(
+    entries: Iterable[dict[str, Any]],
+    checkpoints: Iterable[Checkpoint] | None = None,
+    keys: PublicKeys | None = None,
+    *,
+    names: Sequence[str] = (),
+    expect_head: ChainHead | Mapping[int, ChainHead] | None = None,
+) -> VerifyReport:
+    """Every chain of a sharded log (``names[n]`` is chain ``n``'s name in the anchor): each is
+    checked as :func:`verify_chain` checks one, against its own checkpoints and head.
+
+    ``expect_head`` is either every chain's head (the head keys in Redis) or the
+    :func:`heads_root` of them all (``--head SEQ:HASH``). Without ``checkpoints`` only links
+    and heads are checked. The first broken chain is reported, with its number.
+    """
+    groups = group_chains(entries)
+    count = len(names) or AUDIT_CHAINS
+    cps = list(checkpoints or [])
+    heads: dict[int, ChainHead] = {}
+    total = VerifyReport(True, 0, ChainHead(), chains=count)
+    for n in sorted(set(range(count)) | set(groups)):
+        if not 0 <= n < count:
+            problem = f"entries name chain {n}, but the log has chains 0..{count - 1}"
+            return VerifyReport(
+                False, total.entries, ChainHead(), 1, problem, chains=count, chain=n
+            )
+        own = expect_head.get(n) if isinstance(expect_head, Mapping) else None
+        chain = groups.get(n, [])
+        if keys is None:
+            report = verify_entries(chain, own, chain_no=n)
+        else:
+            report = verify_chain(chain, cps, keys, chain=names[n], expect_head=own, chain_no=n)
+        if not report.ok:
+            report.chains, report.chain = count, n
+            return report
+        heads[n] = report.head
+        total.entries += report.entries
+        total.checkpoints += report.checkpoints
+        total.anchored_seq += report.anchored_seq
+        total.unanchored += report.unanchored
+    total.head = heads_root(heads)
+    if isinstance(expect_head, ChainHead) and expect_head != total.head:
+        problem = (
+            f"the chains end at root seq {total.head.seq} hash {total.head.hash}, not at the "
+            f"expected seq {expect_head.seq} hash {expect_head.hash}: entries were added or deleted"
+        )
+        return VerifyReport(False, total.entries, total.head, None, problem, chains=count)
+    return total
+
+
 def verify_entries(
-    entries: Iterable[dict[str, Any]], expect_head: ChainHead | None = None
+    entries: Iterable[dict[str, Any]],
+    expect_head: ChainHead | Mapping[int, ChainHead] | None = None,
+    *,
+    chain_no: int | None = None,
 ) -> VerifyReport:
     """Numbering, links and hashes, and (optionally) the head the chain must end at.
 
     A modified entry fails its hash; a deleted, inserted or reordered entry breaks the numbering
     and the ``prev_hash`` link. A chain rebuilt from scratch (every hash recomputed), a
     truncation or a wipe is only visible against checkpoints: see :func:`verify_chain`.
+    Entries of several chains (a head per chain) are checked chain by chain
+    (:func:`verify_chains`); ``chain_no`` says the entries are all of that one chain.
     """
-    report, _ = _walk(entries)
+    if chain_no is None:
+        entries = list(entries)
+        if isinstance(expect_head, Mapping) or set(group_chains(entries)) - {0}:
+            return verify_chains(entries, expect_head=expect_head)
+        chain_no = 0
+    if isinstance(expect_head, Mapping):
+        expect_head = expect_head.get(chain_no)
+    report, _ = _walk(entries, chain_no)
     if not report.ok or expect_head is None:
         return report
     prev = report.head
@@ -303,6 +411,7 @@ def verify_chain(
     *,
     chain: str | None = None,
     expect_head: ChainHead | None = None,
+    chain_no: int = 0,
 ) -> VerifyReport:
     """The chain, checked against every signed checkpoint (only public keys are needed).
 
@@ -315,7 +424,7 @@ def verify_chain(
       rebuilt from an earlier point; the first bad seq is just after the last checkpoint that
       still matches).
     """
-    report, hashes = _walk(entries)
+    report, hashes = _walk(entries, chain_no)
     cps = sorted((c for c in checkpoints if chain is None or c.chain == chain), key=lambda c: c.seq)
     for cp in cps:
         if not cp.verifies(keys):
@@ -373,11 +482,11 @@ def _broken(report: VerifyReport, seq: int, problem: str) -> VerifyReport:
     return VerifyReport(False, report.entries, report.head, seq, problem)
 
 
-def _walk(entries: Iterable[dict[str, Any]]) -> tuple[VerifyReport, list[str]]:
+def _walk(entries: Iterable[dict[str, Any]], chain: int = 0) -> tuple[VerifyReport, list[str]]:
     prev = ChainHead()
     hashes: list[str] = []
     for position, entry in enumerate(entries, start=1):
-        problem = check_entry(entry, prev, position)
+        problem = check_entry(entry, prev, position, chain)
         if problem:
             return VerifyReport(False, position, prev, position, problem), hashes
         prev = ChainHead(position, str(entry["hash"]))
@@ -385,10 +494,12 @@ def _walk(entries: Iterable[dict[str, Any]]) -> tuple[VerifyReport, list[str]]:
     return VerifyReport(True, len(hashes), prev), hashes
 
 
-def check_entry(entry: dict[str, Any], prev: ChainHead, position: int) -> str:
+def check_entry(entry: dict[str, Any], prev: ChainHead, position: int, chain: int = 0) -> str:
     seq = entry.get("seq")
     if not isinstance(seq, int):
         return "entry has no integer seq (not an audit entry, or damaged)"
+    if entry.get("chain", 0) != chain:
+        return f"entry of chain {entry.get('chain')!r} found in chain {chain}: it was moved"
     if seq != position:
         if seq > position:
             return f"expected seq {position}, found {seq}: entries deleted or reordered"

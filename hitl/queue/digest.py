@@ -107,36 +107,36 @@ class Digests:
         self.redis = store.redis
         self.sink = sink
         self.config = config or SchedulerConfig()
-        self._p = f"{store.keys.prefix}digest:"
+        self.keys = store.keys
         self._release = self.redis.register_script(_RELEASE)
 
     # -- keys ----------------------------------------------------------------------------------
 
     def _queue(self, dest: str) -> str:
         """zset: request ids waiting for ``dest``'s digest, scored by when they must be posted."""
-        return f"{self._p}q:{dest}"
+        return self.keys.digest(f"q:{dest}")
 
     @property
     def _due(self) -> str:
         """zset: destinations with a waiting digest, scored by the earliest post time."""
-        return f"{self._p}due"
+        return self.keys.digest("due")
 
     @property
     def _outbox(self) -> str:
         """zset: digests recorded but not yet handed to the sink (crash between the two)."""
-        return f"{self._p}outbox"
+        return self.keys.digest("outbox")
 
     def _doc(self, digest_id: str) -> str:
-        return f"{self._p}doc:{digest_id}"
+        return self.keys.digest(f"doc:{digest_id}")
 
     def _of(self, request_id: str) -> str:
-        return f"{self._p}of:{request_id}"
+        return self.keys.digest(f"of:{request_id}")
 
     def _lock(self, dest: str) -> str:
-        return f"{self._p}lock:{dest}"
+        return self.keys.digest(f"lock:{dest}")
 
     def _pace(self, dest: str, window: int) -> str:
-        return f"{self.store.keys.prefix}pace:{dest}:{window}"
+        return self.keys.pace(dest, window)
 
     # -- folding -------------------------------------------------------------------------------
 

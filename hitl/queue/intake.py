@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-import redis
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -48,6 +47,7 @@ from hitl.models import (
     json_depth,
 )
 from hitl.queue.audit import AuditEvent
+from hitl.queue.connection import with_decoding
 from hitl.queue.store import IntakeItem, Store
 
 __all__ = [
@@ -129,13 +129,8 @@ class IntakeConsumer:
         self.on_stored = on_stored
         self.on_cancel = on_cancel
         self.stats = IntakeStats()
-        kwargs = dict(store.redis.connection_pool.connection_kwargs)
-        kwargs["decode_responses"] = False  # raw entries may hold bytes that are not UTF-8
-        self._raw = redis.Redis(
-            connection_pool=redis.ConnectionPool(
-                connection_class=store.redis.connection_pool.connection_class, **kwargs
-            )
-        )
+        # Raw entries may hold bytes that are not UTF-8.
+        self._raw = with_decoding(store.redis, decode=False)
         self._claim_cursor = "0-0"
         self._reclaimed_at = -math.inf
         self.read_count = batch

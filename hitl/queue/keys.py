@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass
 
-__all__ = ["Keys"]
+__all__ = ["AUDIT_CHAINS", "Keys"]
+
+AUDIT_CHAINS = 16
+"""How many audit chains the log is sharded into (by request id). Fixed: changing it would move
+requests to other chains, so it is part of the key layout, not a setting."""
 
 
 @dataclass(frozen=True)
@@ -35,15 +40,27 @@ class Keys:
         """Stream of every Decision, for subscribers."""
         return f"{self.prefix}decisions"
 
-    @property
-    def audit(self) -> str:
-        """Stream of hash-chained audit entries."""
-        return f"{self.prefix}audit"
+    @staticmethod
+    def chain_of(request_id: str | None) -> int:
+        """The audit chain a request's entries go to: CRC-32 of its id modulo
+        :data:`AUDIT_CHAINS`; entries about no request (policy reloads, tokens) go to chain 0."""
+        if not request_id:
+            return 0
+        return zlib.crc32(request_id.encode()) % AUDIT_CHAINS
+
+    def audit(self, chain: int) -> str:
+        """Stream of one chain's hash-chained audit entries (``{n}`` is a Redis Cluster hash
+        tag: a chain and its head live in one slot)."""
+        return f"{self.prefix}audit:{{{chain}}}"
+
+    def audit_head(self, chain: int) -> str:
+        """One chain's last ``{seq, hash}``; every append is conditional on it (WATCH)."""
+        return f"{self.prefix}audit:{{{chain}}}:head"
 
     @property
-    def audit_head(self) -> str:
-        """The chain's last ``{seq, hash}``; every append is conditional on it (WATCH)."""
-        return f"{self.prefix}audit:head"
+    def audit_chains(self) -> list[str]:
+        """The stream of every chain, chain 0 first (a checkpoint names its chain this way)."""
+        return [self.audit(n) for n in range(AUDIT_CHAINS)]
 
     @property
     def audit_checkpoint(self) -> str:
@@ -145,6 +162,24 @@ class Keys:
     def session_control(self, session_id: str) -> str:
         """String: the stop of a session (signed Control JSON); a stop is final."""
         return f"{self.prefix}control:session:{session_id}"
+
+    def seen(self, request_id: str) -> str:
+        """String (with a TTL): when a reviewer first saw the request (review latency)."""
+        return f"{self.prefix}seen:{request_id}"
+
+    def notified(self, key: str) -> str:
+        """String (with a TTL): the scheduler's notification ``key`` was sent (sent once)."""
+        return f"{self.prefix}notified:{key}"
+
+    def digest(self, part: str) -> str:
+        """The digests' bookkeeping (:mod:`hitl.queue.digest`): ``q:<dest>`` (zset of waiting
+        ids), ``due`` (zset of destinations), ``outbox`` (zset), ``doc:<digest id>`` (string),
+        ``of:<request id>`` (string), ``lock:<dest>`` (string)."""
+        return f"{self.prefix}digest:{part}"
+
+    def pace(self, destination: str, window: int) -> str:
+        """Counter (with a TTL) of cards posted to ``destination`` in time window ``window``."""
+        return f"{self.prefix}pace:{destination}:{window}"
 
     def req(self, request_id: str) -> str:
         """Hash: the request record (field ``record``) and its ``state``."""

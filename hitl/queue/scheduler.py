@@ -226,13 +226,13 @@ class StreamSink:
 
     @property
     def stream(self) -> str:
-        return f"{self.keys.prefix}notify"
+        return self.keys.notify
 
     def send(self, notification: Notification) -> bool:
         args: list[str | int] = [NOTIFIED_TTL_S, NOTIFY_MAXLEN]
         for name, value in notification.to_fields().items():
             args += [name, value]
-        marker = f"{self.keys.prefix}notified:{notification.key}"
+        marker = self.keys.notified(notification.key)
         return self._script(keys=[marker, self.stream], args=args) is not None
 
     def read(self, after: str = "0-0", count: int = 1000) -> list[tuple[str, Notification]]:
@@ -332,10 +332,9 @@ class RecordFolder(Protocol):
 
 def raw_connection(client: redis.Redis) -> redis.Redis:
     """A client on the same server with ``decode_responses=False``, as RQ needs."""
-    kwargs = dict(client.connection_pool.connection_kwargs)
-    kwargs["decode_responses"] = False
-    pool = redis.ConnectionPool(connection_class=client.connection_pool.connection_class, **kwargs)
-    return redis.Redis(connection_pool=pool)
+    from hitl.queue.connection import with_decoding
+
+    return with_decoding(client, decode=False)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """The request store: records, the pending index, decision delivery and the audit chain.
 
-Every change to a request is one optimistic transaction (``WATCH`` the record and the audit
-head, read, compute, ``MULTI``/``EXEC``; retry if either moved). The write set of that
+Every change to a request is one optimistic transaction (``WATCH`` the record and the head of
+its audit chain, read, compute, ``MULTI``/``EXEC``; retry if either moved). The audit log is
+:data:`~hitl.queue.keys.AUDIT_CHAINS` chains sharded by request id, so changes to requests of
+different chains never contend for one head. The write set of that
 transaction holds the new record, the pending-index update, the audit entries that describe the
 change, and, when the change is terminal, the decision's delivery (``LPUSH`` for the waiting
 agent, ``XADD`` for subscribers, the webhook outbox). So a decision exists exactly when its audit
@@ -45,13 +47,15 @@ from hitl.models import (
     State,
 )
 from hitl.queue.audit import AuditEvent, ChainHead, encode_entry
-from hitl.queue.keys import Keys
+from hitl.queue.keys import AUDIT_CHAINS, Keys
 from hitl.signing import request_digest, sign_decision
 
-__all__ = ["Change", "Clock", "IntakeItem", "Store"]
+__all__ = ["Change", "Clock", "IntakeItem", "Store", "record_json"]
 
 Clock = Callable[[], float]
 T = TypeVar("T")
+RETENTION_S = 7 * 24 * 3600
+"""Default for how long a decided record stays in Redis (``HITL_RETENTION_S``)."""
 DECISIONS_MAXLEN = 100_000
 FEEDBACK_MAXLEN = 200
 """Human decisions kept per agent and action for :meth:`hitl.Client.feedback` (newest first)."""
@@ -91,20 +95,73 @@ class IntakeItem:
 
 @dataclass
 class _Writes:
-    """Record writes gathered over a batch, sent as one ``MSET``, one ``ZADD`` and one ``ZREM``
-    instead of three commands per record (each command costs the intake ~10 us in redis-py)."""
+    """Record writes gathered over a batch, sent as one ``MSET`` (one script call for decided
+    records, which expire), one ``ZADD`` and one ``ZREM`` instead of three commands per record
+    (each command costs the intake ~10 us in redis-py)."""
 
     records: dict[str, str] = field(default_factory=dict)
+    expiring: dict[str, str] = field(default_factory=dict)
+    """Decided records: kept ``retention_s``, then only the audit log remembers them."""
     pending: dict[str, float] = field(default_factory=dict)
     done: list[str] = field(default_factory=list)
 
-    def queue(self, pipe: Any, keys: Keys) -> None:
+    def queue(self, pipe: Any, store: Store) -> None:
+        keys = store.keys
         if self.records:
             pipe.mset(self.records)
+        if self.expiring:
+            names = list(self.expiring)
+            args: list[str | int] = [store.retention_s, *self.expiring.values()]
+            store._set_expiring(keys=names, args=args, client=pipe)
         if self.pending:
             pipe.zadd(keys.pending, self.pending)
         if self.done:
             pipe.zrem(keys.pending, *self.done)
+
+
+_SET_EXPIRING = """
+for i, key in ipairs(KEYS) do
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+end
+return #KEYS
+"""
+"""``SET key value EX seconds`` for every key (one command for a batch; MSET has no TTL)."""
+
+
+@dataclass
+class _Chains:
+    """The audit chains a transaction appends to: each one's head as read (and WATCHed) before
+    ``MULTI``, advanced as entries are queued; :meth:`flush` queues the moved heads' ``SET``."""
+
+    keys: Keys
+    heads: dict[int, ChainHead] = field(default_factory=dict)
+    moved: set[int] = field(default_factory=set)
+
+    def missing(self, events: Sequence[AuditEvent]) -> list[int]:
+        """The chains ``events`` go to whose heads were not read yet."""
+        return sorted({self.keys.chain_of(e.request_id) for e in events} - set(self.heads))
+
+    def read(self, chains: Sequence[int], raws: Sequence[Any]) -> None:
+        for n, raw in zip(chains, raws, strict=True):
+            self.heads[n] = ChainHead.parse(raw)
+
+    def append(self, pipe: Any, event: AuditEvent, now: float) -> None:
+        n = self.keys.chain_of(event.request_id)
+        self.heads[n], text = encode_entry(self.heads[n], event, now, n)
+        self.moved.add(n)
+        pipe.xadd(self.keys.audit(n), {"e": text})
+
+    def flush(self, pipe: Any) -> None:
+        for n in sorted(self.moved):
+            pipe.set(self.keys.audit_head(n), self.heads[n].dumps())
+        self.moved.clear()
+
+
+def record_json(record: RequestRecord) -> str:
+    """The record as ``hitl:req:<id>`` holds it: every field at its default left out (parsing
+    puts it back, so the record reads the same and a decided one stays under 2 KiB). The
+    complete, signed Decision JSON is the one in ``hitl:decision:<id>`` and ``hitl:decisions``."""
+    return record.model_dump_json(exclude_defaults=True)
 
 
 def _same_request(stored: str | RequestRecord, new: RequestRecord) -> bool:
@@ -153,6 +210,8 @@ def _watch_and_get(pipe: Any, keys: list[str]) -> list[Any]:
     """``WATCH keys`` and ``MGET keys`` in one round trip: redis-py sends a watching pipeline's
     commands one by one, and every decision pays this read. A connection lost here (before
     ``MULTI``) wrote nothing; the pipeline's reset unwatches or drops the connection."""
+    if not keys:
+        return []
     conn = pipe.connection
     if conn is None:
         conn = pipe.connection = pipe.connection_pool.get_connection()
@@ -183,6 +242,7 @@ class Store:
         clock: Clock = time.time,
         max_retries: int = 2000,
         dead_maxlen: int = 10_000,
+        retention_s: int = RETENTION_S,
     ) -> None:
         self.redis = client
         self.keys = keys or Keys()
@@ -192,6 +252,9 @@ class Store:
         self.clock = clock
         self.max_retries = max_retries
         self.dead_maxlen = dead_maxlen
+        self.retention_s = retention_s
+        """Seconds a decided record is kept (0: forever); the audit log keeps its facts."""
+        self._set_expiring = client.register_script(_SET_EXPIRING)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -199,7 +262,10 @@ class Store:
         """The record, or :class:`NotFound`."""
         raw = self._call(lambda: self.redis.get(self.keys.req(request_id)))
         if raw is None:
-            raise NotFound(f"no request {request_id!r} (check the id with `hitl pending`)")
+            raise NotFound(
+                f"no request {request_id!r} (check the id with `hitl pending`; a decided request "
+                "is kept HITL_RETENTION_S, then only the audit log has it)"
+            )
         return RequestRecord.model_validate_json(raw)
 
     def find(self, request_id: str) -> RequestRecord | None:
@@ -224,8 +290,11 @@ class Store:
         raws = self._call(lambda: self.redis.mget([self.keys.req(i) for i in ids]))
         return [RequestRecord.model_validate_json(r) for r in raws if r is not None]
 
-    def head(self) -> ChainHead:
-        return ChainHead.parse(self._call(lambda: self.redis.get(self.keys.audit_head)))
+    def head(self) -> dict[int, ChainHead]:
+        """Every audit chain's head, by chain number."""
+        names = [self.keys.audit_head(n) for n in range(AUDIT_CHAINS)]
+        raws = self._call(lambda: self.redis.mget(names))
+        return {n: ChainHead.parse(raw) for n, raw in enumerate(raws)}
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -235,17 +304,21 @@ class Store:
         Returns the committed Change; raises ``change.error`` after committing, if set.
         """
         key = self.keys.req(request_id)
+        home = self.keys.chain_of(request_id)
 
         def attempt(pipe: Any) -> Change:
-            raw, head_raw = _watch_and_get(pipe, [key, self.keys.audit_head])
+            raw, head_raw = _watch_and_get(pipe, [key, self.keys.audit_head(home)])
             record = RequestRecord.model_validate_json(raw) if raw else None
             change = fn(record)
             # A canary's decision goes to no agent (the set is written before the canary exists).
             canary = change.decision is not None and bool(
                 pipe.sismember(self.keys.canaries, request_id)
             )
+            chains = _Chains(self.keys, {home: ChainHead.parse(head_raw)})
+            self._read_heads(pipe, chains, change.events)
             pipe.multi()
-            self._write(pipe, ChainHead.parse(head_raw), change, deliver=not canary)
+            self._write(pipe, chains, change, deliver=not canary)
+            chains.flush(pipe)
             pipe.execute()
             return change
 
@@ -264,10 +337,11 @@ class Store:
         """
 
         def attempt(pipe: Any) -> None:
-            pipe.watch(self.keys.audit_head)
-            head = ChainHead.parse(pipe.get(self.keys.audit_head))
+            chains = _Chains(self.keys)
+            self._read_heads(pipe, chains, events)
             pipe.multi()
-            self._write(pipe, head, Change(events=list(events)))
+            self._write(pipe, chains, Change(events=list(events)))
+            chains.flush(pipe)
             if also is not None:
                 also(pipe)
             pipe.execute()
@@ -282,14 +356,18 @@ class Store:
         ``"stored"``, ``"duplicate"`` or ``"dead"``.
         """
         ids = [it.record.id for it in items if it.record is not None]
-        watch_keys = [self.keys.audit_head, *{self.keys.req(i) for i in ids}]
+        touched = [AuditEvent("", i, "") for i in ids]
+        touched += [e for it in items for e in (*it.events, *it.events_if_stored)]
+        chain_nos = _Chains(self.keys).missing(touched)
+        record_keys = list({self.keys.req(i) for i in ids})
+        watch_keys = [*(self.keys.audit_head(n) for n in chain_nos), *record_keys]
 
         def attempt(pipe: Any) -> list[str]:
-            pipe.watch(*watch_keys)
-            values = pipe.mget(watch_keys)
-            head = start = ChainHead.parse(values[0])
+            values = _watch_and_get(pipe, watch_keys)
+            chains = _Chains(self.keys)
+            chains.read(chain_nos, values[: len(chain_nos)])
             existing: dict[str, Any] = {
-                k: v for k, v in zip(watch_keys[1:], values[1:], strict=True) if v
+                k: v for k, v in zip(record_keys, values[len(chain_nos) :], strict=True) if v
             }
             pipe.multi()
             outcomes: list[str] = []
@@ -297,7 +375,7 @@ class Store:
             for it in items:
                 if it.record is None:
                     self._dead_letter(pipe, it, it.dead_reason, it.dead_errors)
-                    head = self._write(pipe, head, Change(events=it.events), set_head=False)
+                    self._write(pipe, chains, Change(events=it.events))
                     outcomes.append("dead")
                     continue
                 key = self.keys.req(it.record.id)
@@ -317,9 +395,7 @@ class Store:
                         {"stream_id": it.stream_id, "reason": reason},
                         it.record.verdict.policy_version,
                     )
-                    head = self._write(
-                        pipe, head, Change(events=[*it.events, conflict]), set_head=False
-                    )
+                    self._write(pipe, chains, Change(events=[*it.events, conflict]))
                     outcomes.append("dead")
                     continue
                 if key in existing:
@@ -330,9 +406,7 @@ class Store:
                         {"stream_id": it.stream_id},
                         it.record.verdict.policy_version,
                     )
-                    head = self._write(
-                        pipe, head, Change(events=[*it.events, duplicate]), set_head=False
-                    )
+                    self._write(pipe, chains, Change(events=[*it.events, duplicate]))
                     outcomes.append("duplicate")
                     continue
                 existing[key] = it.record
@@ -341,11 +415,10 @@ class Store:
                     decision=it.decision,
                     events=[*it.events, *it.events_if_stored],
                 )
-                head = self._write(pipe, head, change, set_head=False, writes=writes)
+                self._write(pipe, chains, change, writes=writes)
                 outcomes.append("stored")
-            writes.queue(pipe, self.keys)
-            if head != start:
-                pipe.set(self.keys.audit_head, head.dumps())
+            writes.queue(pipe, self)
+            chains.flush(pipe)
             acked = [it.stream_id for it in items]
             pipe.xack(self.keys.requests, group, *acked)
             pipe.xdel(self.keys.requests, *acked)  # done with: the stream keeps only open work
@@ -425,12 +498,10 @@ class Store:
         keys = [self.keys.req(i) for i in by_id]
 
         def attempt(pipe: Any) -> list[str]:
-            pipe.watch(self.keys.audit_head, *keys)
-            values = pipe.mget([self.keys.audit_head, *keys])
-            head = start = ChainHead.parse(values[0])
+            values = _watch_and_get(pipe, keys)
             missing: list[str] = []
             changes: list[Change] = []
-            for (rid, new), raw in zip(by_id.items(), values[1:], strict=True):
+            for (rid, new), raw in zip(by_id.items(), values, strict=True):
                 if raw is None:
                     missing.append(rid)
                     continue
@@ -447,11 +518,12 @@ class Store:
                     changes.append(
                         Change(record=record.model_copy(update={"cards": cards_now}), events=events)
                     )
+            chains = _Chains(self.keys)
+            self._read_heads(pipe, chains, [e for c in changes for e in c.events])
             pipe.multi()
             for change in changes:
-                head = self._write(pipe, head, change, set_head=False)
-            if head != start:
-                pipe.set(self.keys.audit_head, head.dumps())
+                self._write(pipe, chains, change)
+            chains.flush(pipe)
             pipe.execute()
             return missing
 
@@ -459,19 +531,26 @@ class Store:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _read_heads(self, pipe: Any, chains: _Chains, events: Sequence[AuditEvent]) -> None:
+        """WATCH and read the heads of the chains ``events`` go to and ``chains`` lacks (before
+        ``MULTI``: the transaction then commits only if none of them moved)."""
+        missing = chains.missing(events)
+        if missing:
+            names = [self.keys.audit_head(n) for n in missing]
+            chains.read(missing, _watch_and_get(pipe, names))
+
     def _write(
         self,
         pipe: Any,
-        head: ChainHead,
+        chains: _Chains,
         change: Change,
         *,
-        set_head: bool = True,
         writes: _Writes | None = None,
         deliver: bool = True,
-    ) -> ChainHead:
-        """Queue the commands of ``change`` on a MULTI pipeline; return the new chain head.
+    ) -> None:
+        """Queue the commands of ``change`` on a MULTI pipeline, its audit entries on ``chains``
+        (whose heads the caller read before ``MULTI`` and flushes before ``EXEC``).
 
-        ``set_head=False`` leaves the head key to the caller (a batch sets it once at the end);
         ``writes`` gathers the record and pending-index writes for the caller to queue once;
         ``deliver=False`` (a canary's decision) records the decision but hands it to nobody.
         """
@@ -479,14 +558,15 @@ class Store:
         events = list(change.events)
         if record is not None:
             batch = _Writes() if writes is None else writes
-            batch.records[self.keys.req(record.id)] = record.model_dump_json()
+            kept = batch.expiring if record.state.terminal and self.retention_s else batch.records
+            kept[self.keys.req(record.id)] = record_json(record)
             if record.state is State.PENDING:
                 score = record.deadline if record.deadline is not None else math.inf
                 batch.pending[record.id] = score
             else:
                 batch.done.append(record.id)
             if writes is None:
-                batch.queue(pipe, self.keys)
+                batch.queue(pipe, self)
             glass = record.break_glass
             if glass is not None:
                 if glass.acked_by is None and not glass.overdue_reported:
@@ -528,11 +608,7 @@ class Store:
         if events:
             now = self.clock()
             for event in events:
-                head, text = encode_entry(head, event, now)
-                pipe.xadd(self.keys.audit, {"e": text})
-            if set_head:
-                pipe.set(self.keys.audit_head, head.dumps())
-        return head
+                chains.append(pipe, event, now)
 
     def _transact(self, attempt: Callable[[Any], T], check: str = "`hitl pending`") -> T:
         """Run ``attempt(pipe)`` (WATCH, read, MULTI, EXEC) until it commits without a conflict.
@@ -549,21 +625,29 @@ class Store:
                     _track_exec(pipe, sent)
                     return attempt(pipe)
             except WatchError as exc:
-                if sent[0] and isinstance(
-                    exc.__context__, RedisConnectionError | RedisTimeoutError
-                ):
-                    raise _maybe_committed(exc.__context__, check) from exc
+                cause = exc.__context__
+                if isinstance(cause, RedisConnectionError | RedisTimeoutError):
+                    self._drop_idle_connections()
+                    if sent[0]:
+                        raise _maybe_committed(cause, check) from exc
                 # Someone else committed first; back off a little so a crowd spreads out.
                 if n > 3:
                     time.sleep(random.uniform(0, min(0.02, 0.0005 * n)))
                 continue
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                self._drop_idle_connections()
                 if sent[0]:
                     raise _maybe_committed(exc, check) from exc
                 raise _unavailable(exc) from exc
         raise StoreUnavailable(
             f"gave up after {self.max_retries} conflicting attempts; nothing was written"
         )
+
+    def _drop_idle_connections(self) -> None:
+        """After a lost connection, close the pooled ones so that each reconnects (through the
+        sentinels, to the new master after a failover): redis-py's pipeline reset re-opens a
+        dropped watching connection to its old address just to send ``UNWATCH``."""
+        self.redis.connection_pool.disconnect(inuse_connections=False)
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:

@@ -47,7 +47,7 @@ from hitl.handlers.tokens import issue
 from hitl.jobs import start_worker, stop_worker
 from hitl.models import ApprovalRequest, RequestRecord
 from hitl.policies import load_policy
-from hitl.queue.keys import Keys
+from hitl.queue.keys import AUDIT_CHAINS, Keys
 from hitl.queue.store import Store
 from hitl.queue.tokens import TokenRecords
 from tests.bot.conftest import SIGNING_SECRET, sign
@@ -303,7 +303,8 @@ class Deployment:
             )
             submitted = Counter(
                 json.loads(fields["e"])["request_id"]
-                for _sid, fields in r.xrange(KEYS.audit)
+                for chain in range(AUDIT_CHAINS)
+                for _sid, fields in r.xrange(KEYS.audit(chain))
                 if json.loads(fields["e"])["kind"] == "submitted"
             )
         finally:

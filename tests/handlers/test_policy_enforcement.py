@@ -21,6 +21,7 @@ from hitl.queue.audit import verify_entries
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.scheduler import StreamSink
 from hitl.queue.store import Store
+from tests.scenarios.helpers import audit_entries, audit_kinds
 
 # A Wednesday at 11:00 in the policy's time zone: business hours.
 WEDNESDAY_11 = datetime.datetime(2026, 11, 25, 11, 0, tzinfo=datetime.UTC)
@@ -87,12 +88,12 @@ def submit(r: redis.Redis, consumer: IntakeConsumer, rid: str, action: str, **kw
 
 
 def chain_ok(r: redis.Redis, store: Store) -> bool:
-    entries = [json.loads(f["e"]) for _, f in r.xrange("hitl:audit")]
+    entries = audit_entries(r)
     return verify_entries(entries, store.head()).ok
 
 
 def refusals(r: redis.Redis) -> list[dict[str, Any]]:
-    entries = [json.loads(f["e"]) for _, f in r.xrange("hitl:audit")]
+    entries = audit_entries(r)
     return [e for e in entries if e["kind"] == "refused"]
 
 
@@ -317,7 +318,7 @@ def test_modify_into_a_stricter_rule_restarts_review(
     assert after.verdict.rule != record.verdict.rule
     assert after.votes == []
     assert after.params["environment"] == "production"
-    kinds = [json.loads(f["e"])["kind"] for _, f in r.xrange("hitl:audit")]
+    kinds = audit_kinds(r)
     assert "review_restarted" in kinds
 
 
@@ -365,7 +366,7 @@ def test_the_worker_tick_raises_the_break_glass_alert(
         assert 0 == jobs.tick_job()["break_glass_overdue"]
     alerts = [n for _, n in StreamSink(pstore).read() if n.kind == "alert"]
     assert [rid] == [n.request_id for n in alerts]
-    kinds = [json.loads(f["e"])["kind"] for _, f in r.xrange("hitl:audit")]
+    kinds = audit_kinds(r)
     assert 1 == kinds.count("break_glass_unacknowledged")
 
 

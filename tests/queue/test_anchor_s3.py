@@ -91,7 +91,7 @@ def test_cli_anchors_in_s3_and_catches_a_wipe(
     store.append_events([AuditEvent("x", None, "t"), AuditEvent("y", None, "t")])
     assert 0 == main(["audit", "checkpoint"])
     assert [2] == [c.seq for c in anchor.read()]
-    r.delete("hitl:audit", "hitl:audit:head")
+    r.delete("hitl:audit:{0}", "hitl:audit:{0}:head")
     capsys.readouterr()
     assert 1 == main(["audit", "verify"])
     assert "the chain was wiped" in capsys.readouterr().out

@@ -22,11 +22,14 @@ from hitl.queue.audit import (
     build_entry,
     check_entry,
     encode_entry,
+    heads_root,
     read_jsonl,
     split_export,
     verify_chain,
+    verify_chains,
     verify_entries,
 )
+from hitl.queue.keys import Keys
 from hitl.queue.store import Store
 from tests.scenarios.helpers import audit_entries
 
@@ -84,6 +87,7 @@ def test_stored_text_is_the_hashed_body_plus_its_hash() -> None:
 def test_entry_fields() -> None:
     """An entry carries the documented fields and nothing else."""
     assert {
+        "chain",
         "seq",
         "ts",
         "kind",
@@ -297,14 +301,134 @@ def test_read_jsonl_keeps_bad_lines_as_unverifiable() -> None:
     assert 2 == verify_entries(entries).first_bad_seq
 
 
+# -- a log of several chains ------------------------------------------------------------------
+
+NAMES = Keys().audit_chains
+
+
+def _log(sizes: dict[int, int]) -> list[dict[str, Any]]:
+    """A sharded log, as an export holds it: chain 0 first, each chain in its own order."""
+    out = []
+    for n, size in sorted(sizes.items()):
+        head = ChainHead()
+        for i in range(1, size + 1):
+            event = AuditEvent("vote", f"r-{n}-{i}", "bob", {"i": i}, "v1")
+            entry = build_entry(head, event, 1000.0 + i, n)
+            out.append(entry)
+            head = ChainHead(entry["seq"], entry["hash"])
+    return out
+
+
+def _heads(entries: list[dict[str, Any]]) -> dict[int, ChainHead]:
+    return {e["chain"]: ChainHead(e["seq"], e["hash"]) for e in entries}
+
+
+def _log_checkpoints(entries: list[dict[str, Any]]) -> list[Checkpoint]:
+    return [
+        Checkpoint(h.seq, h.hash, 1.0, NAMES[n]).signed(RING) for n, h in _heads(entries).items()
+    ]
+
+
+def test_every_chain_of_a_log_verifies_and_the_root_pins_them_all() -> None:
+    """A log of several chains verifies against each chain's head and checkpoints; the root
+    counts every entry and changes when any chain's head does."""
+    log = _log({0: 2, 3: 4, 15: 1})
+    cps = _log_checkpoints(log)
+    report = verify_chains(log, cps, PUBLIC, names=NAMES, expect_head=_heads(log))
+    root = heads_root(_heads(log))
+    assert (True, 7, 3, 7, 0, root) == (
+        report.ok,
+        report.entries,
+        report.checkpoints,
+        report.anchored_seq,
+        report.unanchored,
+        report.head,
+    )
+    assert str(report).startswith(f"OK: 7 entries in 16 chains, root seq 7 hash {root.hash}")
+    assert verify_chains(log, cps, PUBLIC, names=NAMES, expect_head=root).ok
+    assert root != heads_root(_heads(log[:-1]))
+    assert _heads(log)[0] == heads_root({0: _heads(log)[0]})  # one chain is its own root
+
+
+@pytest.mark.parametrize(
+    ("tamper", "chain", "seq", "problem"),
+    [
+        pytest.param(lambda e: e[:2] + e[3:], 3, 1, "expected seq 1, found 2", id="delete"),
+        pytest.param(lambda e: e[:3] + [e[4], e[3]] + e[5:], 3, 2, "found 3", id="reorder"),
+        pytest.param(lambda e: e[:5] + e[6:], 3, 4, "were deleted (truncation)", id="truncate"),
+        pytest.param(lambda e: e[:2] + e[6:], 3, 1, "the chain was wiped", id="wipe-a-chain"),
+        pytest.param(
+            lambda e: [
+                dict(x, details={"i": 0}) if x["seq"] == 2 and x["chain"] == 15 else x for x in e
+            ],
+            15,
+            2,
+            "the entry was modified",
+            id="modify",
+        ),
+    ],
+)
+def test_tampering_in_any_chain_is_named_with_its_chain(
+    tamper: Any, chain: int, seq: int, problem: str
+) -> None:
+    """Deleting, reordering, truncating or editing entries of one chain (or deleting it all)
+    breaks that chain, reported as 'BROKEN at seq N of chain C'."""
+    log = _log({0: 2, 3: 4, 15: 3})
+    report = verify_chains(tamper(log), _log_checkpoints(log), PUBLIC, names=NAMES)
+    assert (False, chain, seq) == (report.ok, report.chain, report.first_bad_seq)
+    assert problem in report.problem
+    assert str(report).startswith(f"BROKEN at seq {seq} of chain {chain}: ")
+
+
+def test_an_entry_moved_to_another_chain_is_caught() -> None:
+    """The chain number is hashed into each entry: relabelling it (or XADDing it to another
+    chain's stream) breaks the chain it lands in."""
+    log = _log({3: 2, 4: 2})
+    moved = [*log[:2], dict(log[2], chain=3), log[3]]
+    report = verify_chains(moved, names=NAMES)
+    assert (False, 3, 3) == (report.ok, report.chain, report.first_bad_seq)
+    assert "was moved" not in report.problem or "chain" in report.problem
+    relabelled = verify_chain([log[0]], [], PUBLIC, chain_no=4)
+    assert (False, "entry of chain 3 found in chain 4: it was moved") == (
+        relabelled.ok,
+        relabelled.problem,
+    )
+
+
+def test_deleting_a_whole_chain_and_its_head_is_caught_by_the_heads_and_checkpoints() -> None:
+    """Without checkpoints a head key that still counts entries catches a deleted chain; with
+    its head deleted too, the chain's signed checkpoint does."""
+    log = _log({0: 1, 7: 3})
+    gone = log[:1]
+    heads = _heads(log)
+    report = verify_chains(gone, expect_head=heads)
+    assert (False, 7, 1) == (report.ok, report.chain, report.first_bad_seq)
+    assert "the newest entries were deleted" in report.problem
+    wiped = verify_chains(gone, _log_checkpoints(log), PUBLIC, names=NAMES)
+    assert (False, 7, "wiped") == (wiped.ok, wiped.chain, wiped.problem[-5:])
+
+
+def test_an_entry_naming_a_chain_the_log_does_not_have_is_refused() -> None:
+    """Chain numbers beyond the log's chains are reported, not ignored."""
+    stray = build_entry(ChainHead(), AuditEvent("x", None, "y"), 1.0, 16)
+    report = verify_chains([stray], names=NAMES)
+    assert (False, 16) == (report.ok, report.chain)
+    assert "the log has chains 0..15" in report.problem
+
+
 # -- the chain the store writes ----------------------------------------------------------------
 
 
 def test_store_appends_a_verifiable_chain(store: Store, r: redis.Redis) -> None:
-    """Entries appended through the store verify against the head key, with the audit key."""
+    """Entries appended through the store verify against the head keys; an event goes to its
+    request's chain, one about no request to chain 0, each chain numbered from 1."""
     store.append_events([AuditEvent("policy_reloaded", None, "operator", {"m": "ok"})])
     store.append_events([AuditEvent("vote", "r-1", "bob", {"é": "ü"}), AuditEvent("x", None, "y")])
     entries = audit_entries(r)
-    assert [1, 2, 3] == [e["seq"] for e in entries]
-    assert {"é": "ü"} == entries[1]["details"]
+    chain = Keys.chain_of("r-1")
+    assert 0 != chain
+    assert [(0, 1), (0, 2), (chain, 1)] == sorted((e["chain"], e["seq"]) for e in entries)
+    assert [{"é": "ü"}] == [e["details"] for e in entries if e["request_id"] == "r-1"]
     assert verify_entries(entries, expect_head=store.head()).ok
+    heads = store.head()
+    assert (2, 1, 16) == (heads[0].seq, heads[chain].seq, len(heads))

@@ -274,7 +274,8 @@ def test_prefix_keeps_deployments_apart(r: redis.Redis, settings: Any) -> None:
     b = Store(r, keys=Keys("b:"), signer=KEYRING)
     _put(a, _record("r-1"))
     assert (["r-1"], [], None) == (a.pending_ids(), b.pending_ids(), b.find("r-1"))
-    assert r.exists("a:audit") and not r.exists("hitl:audit")
+    chain = Keys.chain_of("r-1")
+    assert r.exists(f"a:audit:{{{chain}}}") and not r.exists(f"hitl:audit:{{{chain}}}")
 
 
 def test_unreachable_redis_is_store_unavailable(settings: Any) -> None:

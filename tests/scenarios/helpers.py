@@ -101,12 +101,13 @@ def xadd_raw(client: redis.Redis, payload: str | bytes, field: str = "request") 
 
 
 def audit_entries(client: redis.Redis, keys: Keys = KEYS) -> list[dict[str, Any]]:
-    """Every audit entry, oldest first (decoded JSON of field ``e``)."""
+    """Every audit entry of every chain, oldest first (by ``ts``; each chain in its own order)."""
     out = []
-    for _id, fields in client.xrange(keys.audit):
-        value = fields[b"e"] if b"e" in fields else fields["e"]
-        out.append(json.loads(value))
-    return out
+    for chain in keys.audit_chains:
+        for _id, fields in client.xrange(chain):
+            value = fields[b"e"] if b"e" in fields else fields["e"]
+            out.append(json.loads(value))
+    return sorted(out, key=lambda e: e.get("ts", 0))
 
 
 def audit_kinds(client: redis.Redis, request_id: str | None = None) -> list[str]:

@@ -8,7 +8,6 @@ role does not need. After every working flow, ``ACL LOG`` is empty: nothing was 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +39,7 @@ from hitl.queue.store import Store
 from tests.chains import CHAIN, T0
 from tests.conftest import KEYRING
 from tests.redis_server import RedisServer
-from tests.scenarios.helpers import consuming, drain, run_in_thread, wait_until
+from tests.scenarios.helpers import audit_entries, consuming, drain, run_in_thread, wait_until
 
 PASSWORDS = {role: f"pw-{role}-not-for-production" for role in ROLES}
 AGENT = Settings(public_keys=KEYRING.public())
@@ -102,7 +101,7 @@ def denials(admin: redis.Redis) -> list[str]:
 
 
 def chain_ok(store: Store) -> bool:
-    entries = [json.loads(f["e"]) for _, f in store.redis.xrange(store.keys.audit)]
+    entries = audit_entries(store.redis)
     return verify_entries(entries, store.head()).ok
 
 
@@ -173,13 +172,13 @@ async def test_async_agent_submits_waits_and_cancels(
         ("DEL", "hitl:req:r1"),
         ("LPUSH", "hitl:decision:r1", '{"outcome": "approved"}'),
         ("RPUSH", "hitl:decision:r1", '{"outcome": "approved"}'),
-        ("XADD", "hitl:audit", "*", "e", "{}"),
+        ("XADD", "hitl:audit:{0}", "*", "e", "{}"),
         ("XADD", "hitl:dead", "*", "reason", "x"),
         ("XADD", "hitl:decisions", "*", "decision", "{}"),
         ("XRANGE", "hitl:requests", "-", "+"),
         ("XREAD", "STREAMS", "hitl:requests", "0"),
         ("XREADGROUP", "GROUP", "hitl", "agent", "STREAMS", "hitl:requests", ">"),
-        ("GET", "hitl:audit:head"),
+        ("GET", "hitl:audit:{0}:head"),
         ("GET", "rq:job:x"),
         ("LPUSH", "rq:queue:hitl", "x"),
         ("HGETALL", "rq:job:x"),
@@ -269,8 +268,8 @@ def test_auditor_reads_records_and_the_chain_but_writes_nothing(
     assert [] == denials(admin)
     for command in (
         ("SET", f"hitl:req:{rid}", "{}"),
-        ("DEL", "hitl:audit"),
-        ("XADD", "hitl:audit", "*", "e", "{}"),
+        ("DEL", "hitl:audit:{0}"),
+        ("XADD", "hitl:audit:{0}", "*", "e", "{}"),
         ("LPUSH", f"hitl:decision:{rid}", "{}"),
         ("XREADGROUP", "GROUP", "hitl", "auditor", "STREAMS", "hitl:requests", ">"),
         ("FLUSHALL",),

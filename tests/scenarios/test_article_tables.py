@@ -21,6 +21,7 @@ from hitl.models import ApprovalRequest, Outcome, Reviewer, State, Verdict
 from hitl.policies import Policy, default_policy
 from hitl.queue.intake import IntakeConsumer
 from hitl.queue.store import Store
+from tests.scenarios.helpers import audit_kinds
 
 WEDNESDAY_11 = datetime.datetime(2026, 11, 25, 11, 0, tzinfo=datetime.UTC)
 WEDNESDAY_23 = datetime.datetime(2026, 11, 25, 23, 0, tzinfo=datetime.UTC)
@@ -134,5 +135,5 @@ def test_row(
     assert record.decision is not None, f"{row}: still pending after {deciders}"
     assert Outcome(outcome) == record.decision.outcome
     assert len(deciders) == len(record.decision.reviewers)
-    kinds = [json.loads(f["e"])["kind"] for _, f in r.xrange("hitl:audit")]
+    kinds = audit_kinds(r)
     assert ("refused" in kinds) == bool(refused)

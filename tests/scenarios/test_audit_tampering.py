@@ -27,11 +27,14 @@ from hitl.queue.audit import (
 )
 from hitl.queue.checkpoints import Checkpointer
 from hitl.queue.intake import IntakeConsumer
+from hitl.queue.keys import Keys
 from hitl.queue.store import Store
 from tests.conftest import KEYRING
 from tests.scenarios.helpers import audit_entries, drain, xadd_raw
 
 Entries = list[dict[str, Any]]
+IDS = ["r-5", "r-11", "r-26"]
+CHAIN = Keys().audit(0)
 K = 5  # the (0-based) position that gets tampered with: seq 6
 
 
@@ -105,35 +108,37 @@ def _expected_seq(tamper: Callable[[Entries], Entries], history: Entries) -> int
 def history(
     env: None, intake: IntakeConsumer, decider: Decider, store: Store, r: redis.Redis
 ) -> Entries:
-    """A realistic chain: submissions, refusals, decisions with their deliveries (>= 10)."""
-    for i in range(3):
-        body = {"id": f"r-{i}", "action": "refund", "params": {"amount": 9}}
+    """A realistic chain: submissions, refusals, decisions with their deliveries (>= 10), all in
+    chain 0 (the chain of a dead letter, and of these ids)."""
+    assert [0, 0, 0] == [Keys.chain_of(i) for i in IDS]
+    for rid in IDS:
+        body = {"id": rid, "action": "refund", "params": {"amount": 9}}
         body["requested_by"] = "alice"
         xadd_raw(r, json.dumps(body))
     xadd_raw(r, "not json")
     drain(intake)
     with pytest.raises(NotAuthorized):
-        decider.approve("r-0", Reviewer(user_id="alice"))
-    decider.approve("r-0", Reviewer(user_id="bob"))
-    decider.reject("r-1", Reviewer(user_id="carol"), "too much")
+        decider.approve(IDS[0], Reviewer(user_id="alice"))
+    decider.approve(IDS[0], Reviewer(user_id="bob"))
+    decider.reject(IDS[1], Reviewer(user_id="carol"), "too much")
     with pytest.raises(AlreadyDecided):
-        decider.approve("r-1", Reviewer(user_id="dave"))
-    decider.modify("r-2", Reviewer(user_id="bob"), {"amount": 5})
+        decider.approve(IDS[1], Reviewer(user_id="dave"))
+    decider.modify(IDS[2], Reviewer(user_id="bob"), {"amount": 5})
     entries = audit_entries(r)
     assert len(entries) >= 10
     assert verify_entries(entries, expect_head=store.head()).ok
     # Checkpoints as `hitl serve` makes them every few seconds: one at seq K, one at the head.
     anchor = Settings.from_env().anchor()
-    anchor.append(Checkpoint(K, entries[K - 1]["hash"], 1.0, "hitl:audit").signed(KEYRING))
+    anchor.append(Checkpoint(K, entries[K - 1]["hash"], 1.0, CHAIN).signed(KEYRING))
     Checkpointer(store, KEYRING, anchor).checkpoint()
     return entries
 
 
 def _rewrite_stream(r: redis.Redis, entries: Entries) -> None:
-    """Replace hitl:audit with ``entries`` (the head key is left as the store wrote it)."""
-    r.delete("hitl:audit")
+    """Replace chain 0 with ``entries`` (the head key is left as the store wrote it)."""
+    r.delete(CHAIN)
     for entry in entries:
-        r.xadd("hitl:audit", {"e": json.dumps(entry)})
+        r.xadd(CHAIN, {"e": json.dumps(entry)})
 
 
 def _head(entries: Entries) -> ChainHead:
@@ -151,7 +156,7 @@ def test_verify_entries_names_the_first_bad_seq(
     head = _head(history)
     tampered = tamper([dict(e) for e in history])
     checkpoints = Settings.from_env().anchor().read()
-    report = verify_chain(tampered, checkpoints, KEYRING.public(), expect_head=head)
+    report = verify_chain(tampered, checkpoints, KEYRING.public(), chain=CHAIN, expect_head=head)
     expected_seq = _expected_seq(tamper, history)
     assert (False, expected_seq) == (report.ok, report.first_bad_seq)
     assert problem in report.problem
@@ -177,7 +182,7 @@ def test_cli_verify_catches_tampering_in_redis(
     assert (False, expected_seq) == (data["ok"], data["first_bad_seq"])
     assert problem in data["problem"]
     assert 1 == main(["audit", "verify"])
-    assert capsys.readouterr().out.startswith(f"BROKEN at seq {expected_seq}: ")
+    assert capsys.readouterr().out.startswith(f"BROKEN at seq {expected_seq} of chain 0: ")
 
 
 @pytest.mark.parametrize(
@@ -249,4 +254,68 @@ def test_garbage_line_in_an_exported_file(
     path.write_text("\n".join(lines) + "\n")
     capsys.readouterr()
     assert 1 == main(["audit", "verify", str(path)])
-    assert capsys.readouterr().out.startswith("BROKEN at seq 4: ")
+    assert capsys.readouterr().out.startswith("BROKEN at seq 4 of chain 0: ")
+
+
+@pytest.fixture
+def spread(
+    env: None, intake: IntakeConsumer, decider: Decider, store: Store, r: redis.Redis
+) -> int:
+    """A run whose requests land in several chains, checkpointed; returns a chain other than 0
+    that holds at least two requests (four entries)."""
+    ids = [f"s-{i}" for i in range(30)]
+    for rid in ids:
+        xadd_raw(r, json.dumps({"id": rid, "action": "refund", "params": {"amount": 9}}))
+    drain(intake)
+    for rid in ids:
+        decider.approve(rid, Reviewer(user_id="bob"))
+    Checkpointer(store, KEYRING, Settings.from_env().anchor()).checkpoint()
+    heads = store.head()
+    assert 5 < len([n for n, h in heads.items() if h.seq])
+    return next(n for n, h in heads.items() if n and h.seq >= 4)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "seq", "problem"),
+    [
+        pytest.param(lambda e: [e[0], *e[2:]], 2, "expected seq 2, found 3", id="delete"),
+        pytest.param(lambda e: [e[1], e[0], *e[2:]], 1, "expected seq 1, found 2", id="reorder"),
+        pytest.param(lambda e: e[:-1], len, "were deleted (truncation)", id="truncate"),
+    ],
+)
+def test_cli_verify_catches_tampering_in_any_chain(
+    spread: int,
+    r: redis.Redis,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tamper: Callable[[Entries], Entries],
+    seq: Any,
+    problem: str,
+) -> None:
+    """A deletion, a reordering or a truncation in a chain other than 0 is caught by
+    `hitl audit verify`, in Redis and in an export, and named with its chain."""
+    key = Keys().audit(spread)
+    entries = [json.loads(f["e"]) for _, f in r.xrange(key)]
+    expected = seq(entries) if callable(seq) else seq
+    r.delete(key)
+    for entry in tamper(entries):
+        r.xadd(key, {"e": json.dumps(entry)})
+    path = tmp_path / "audit.jsonl"
+    assert 0 == main(["audit", "export", str(path)])
+    capsys.readouterr()
+    for argv in (["audit", "verify", "--json"], ["audit", "verify", str(path), "--json"]):
+        assert 1 == main(argv)
+        data = json.loads(capsys.readouterr().out)
+        assert (False, spread, expected) == (data["ok"], data["chain"], data["first_bad_seq"])
+        assert problem in data["problem"]
+
+
+def test_cli_verify_catches_a_deleted_chain(
+    spread: int, r: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Deleting one chain whole, head key included, is a wipe its checkpoint still names."""
+    r.delete(Keys().audit(spread), Keys().audit_head(spread))
+    assert 1 == main(["audit", "verify"])
+    out = capsys.readouterr().out
+    assert out.startswith(f"BROKEN at seq 1 of chain {spread}: the audit chain is empty")
+    assert "the chain was wiped" in out

@@ -11,10 +11,11 @@ from hitl.config import Settings
 from hitl.policies import DEFAULT_PATH
 from hitl.queue.store import Store
 from hitl.service import Service
+from tests.scenarios.helpers import audit_entries, audit_kinds
 
 
 def _audit_kinds(r: redis.Redis) -> list[str]:
-    return [json.loads(f["e"])["kind"] for _, f in r.xrange("hitl:audit")]
+    return audit_kinds(r)
 
 
 def test_reload_is_audited_and_a_bad_file_keeps_the_last_good_policy(
@@ -38,7 +39,7 @@ def test_reload_is_audited_and_a_bad_file_keeps_the_last_good_policy(
     assert "policy.yaml:" in message
     assert second == service.authority.version
     assert ["policy_reloaded", "policy_reload_failed"] == _audit_kinds(r)
-    failed = json.loads(r.xrange("hitl:audit")[-1][1]["e"])
+    failed = audit_entries(r)[-1]
     assert second == failed["policy_version"]
 
 

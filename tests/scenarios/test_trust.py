@@ -24,7 +24,14 @@ from hitl.service import Service
 from hitl.signing import sign_decision
 from tests.conftest import KEYRING
 from tests.redis_server import RedisServer
-from tests.scenarios.helpers import consuming, drain, run_in_thread, wait_until, xadd_raw
+from tests.scenarios.helpers import (
+    audit_kinds,
+    consuming,
+    drain,
+    run_in_thread,
+    wait_until,
+    xadd_raw,
+)
 
 
 @pytest.fixture
@@ -136,7 +143,7 @@ def test_cli_without_the_key_decides_nothing(
     The request stays pending and the audit chain is unchanged."""
     xadd_raw(r, json.dumps({"id": "r-1", "action": "delete_volume", "params": {"volume_id": "v"}}))
     drain(pintake)
-    before = r.xlen("hitl:audit")
+    before = audit_kinds(r)
     monkeypatch.setenv("HITL_REDIS_URL", redis_server.url)
     assert 2 == main(["approve", "r-1"])
     assert "HITL_URL" in capsys.readouterr().err
@@ -144,7 +151,7 @@ def test_cli_without_the_key_decides_nothing(
     assert "not --as" in capsys.readouterr().err
     assert 2 == main(["tokens", "create", "bob"])
     assert "no signing key" in capsys.readouterr().err
-    assert (["r-1"], before) == (store.pending_ids(), r.xlen("hitl:audit"))
+    assert (["r-1"], before) == (store.pending_ids(), audit_kinds(r))
 
 
 def test_an_agent_without_a_public_key_is_told_at_once(

@@ -69,7 +69,7 @@ B = TypeVar("B", bound=BaseModel)
 class _Checkpointer(Protocol):
     @property
     def anchor(self) -> Any: ...
-    def checkpoint(self) -> Checkpoint | None: ...
+    def checkpoint(self) -> list[Checkpoint]: ...
 
 
 class ApiService(Protocol):
@@ -327,20 +327,26 @@ class Api:
 
     async def audit_head(self, request: web.Request, caller: Caller, _: Any) -> BaseModel:
         status = await asyncio.to_thread(chain_status, self.service.store)
-        return s.AuditHead(seq=status.seq, hash=status.hash, checkpoint=status.checkpoint)
+        chains = [
+            s.ChainHeadOut(chain=n, seq=h.seq, hash=h.hash)
+            for n, h in sorted(status.chains.items())
+        ]
+        return s.AuditHead(
+            seq=status.seq, hash=status.hash, chains=chains, checkpoint=status.checkpoint
+        )
 
     async def checkpoint(self, request: web.Request, caller: Caller, _: Any) -> BaseModel:
         checkpointer = self.service.checkpointer
         made = await asyncio.to_thread(checkpointer.checkpoint)
         where = str(getattr(checkpointer.anchor, "where", ""))
-        if made is None:
+        if not made:
             return s.CheckpointResult(
                 anchor=where, message="the chain has not moved since the last checkpoint"
             )
         return s.CheckpointResult(
-            checkpoint=made.to_json(),
+            checkpoints=[c.to_json() for c in made],
             anchor=where,
-            message=f"checkpoint seq {made.seq} hash {made.hash} signed by {made.key_id}",
+            message=f"{len(made)} chains checkpointed, signed by {made[-1].key_id}",
         )
 
     async def whoami(self, request: web.Request, caller: Caller, _: Any) -> BaseModel:

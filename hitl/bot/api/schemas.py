@@ -133,15 +133,24 @@ class WhoAmI(BaseModel):
     display_name: str = ""
 
 
+class ChainHeadOut(BaseModel):
+    chain: int
+    seq: int
+    hash: str
+
+
 class AuditHead(BaseModel):
     seq: int
     hash: str
+    """The root over every chain's head (what `hitl audit verify --head SEQ:HASH` takes)."""
+    chains: list[ChainHeadOut] = []
     checkpoint: dict[str, Any] | None = None
     """The newest signed checkpoint (a copy kept in Redis; the anchor outside Redis counts)."""
 
 
 class CheckpointResult(BaseModel):
-    checkpoint: dict[str, Any] | None = None
+    checkpoints: list[dict[str, Any]] = []
+    """One per chain that moved since its last checkpoint."""
     anchor: str
     message: str
 

@@ -319,15 +319,19 @@ def test_cancel_is_for_operators(
 
 
 def test_audit_head_and_checkpoint(api: ApiServer, r: redis.Redis, pintake: IntakeConsumer) -> None:
-    """The head moves with the chain; an operator checkpoint signs it and the head shows it."""
+    """The heads move with the chains; an operator checkpoint signs each chain that moved (the
+    request's and chain 0, where tokens are audited) and the head shows them."""
     submit_raw(r, pintake, "r-1")
     operator = api.token("ops", operator=True)
     assert 403 == api.call("POST", "/audit/checkpoint", api.token("bob"))[0]
     status, made, _ = api.call("POST", "/audit/checkpoint", operator)
     status_head, head, _ = api.call("GET", "/audit/head", operator)
     assert (200, 200) == (status, status_head)
-    assert (head["seq"], head["hash"]) == (made["checkpoint"]["seq"], made["checkpoint"]["hash"])
-    assert made["checkpoint"] == head["checkpoint"]
+    moved = {f"hitl:audit:{{{h['chain']}}}": (h["seq"], h["hash"]) for h in head["chains"]}
+    signed = {c["chain"]: (c["seq"], c["hash"]) for c in made["checkpoints"]}
+    assert ["hitl:audit:{0}", "hitl:audit:{9}"] == sorted(signed)
+    assert {k: v for k, v in moved.items() if v[0]} == signed
+    assert (16, made["checkpoints"][-1]) == (len(head["chains"]), head["checkpoint"])
 
 
 # -- listing -----------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from hitl.bot.notify.mount import mount_notifiers
 from hitl.bot.notify.outbox import Outbox
 from hitl.client import Client
 from hitl.config import Settings
-from hitl.policies import parse_policy
 from hitl.jobs import JobContext, use_context
+from hitl.policies import parse_policy
 from hitl.queue.scheduler import ManualClock, SchedulerConfig
 from hitl.queue.store import Store
 from hitl.service import Service
