@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from hitl.queue.jobs import JobContext, use_context
+from hitl.jobs import JobContext, use_context
 
 from hitl.cli import main
 from hitl.client import Client
@@ -26,7 +26,7 @@ from hitl.queue.scheduler import ManualClock, SchedulerConfig
 from hitl.queue.store import Store
 from tests.chains import T0
 from tests.conftest import KEYRING, keyring_file, public_key_env
-from tests.queue.test_jobs import put_request, run_due
+from tests.test_jobs import put_request, run_due
 from tests.redis_sentinel import SentinelSetup
 from tests.scenarios.helpers import audit_entries, consuming, wait_until
 
