@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from hitl.jobs import JobContext, use_context
 
 from hitl.cli import main
 from hitl.client import Client
 from hitl.config import Settings
 from hitl.errors import AlreadyDecided, StoreUnavailable
 from hitl.handlers import Decider, OpenAuthority
+from hitl.jobs import JobContext, use_context
 from hitl.models import Reviewer, State
 from hitl.queue.connection import open_store
 from hitl.queue.intake import IntakeConsumer
@@ -26,9 +26,9 @@ from hitl.queue.scheduler import ManualClock, SchedulerConfig
 from hitl.queue.store import Store
 from tests.chains import T0
 from tests.conftest import KEYRING, keyring_file, public_key_env
-from tests.test_jobs import put_request, run_due
 from tests.redis_sentinel import SentinelSetup
 from tests.scenarios.helpers import audit_entries, consuming, wait_until
+from tests.test_jobs import put_request, run_due
 
 pytestmark = pytest.mark.slow
 
